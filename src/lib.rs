@@ -1,0 +1,11 @@
+//! wa-supervisor: runs many WhatsApp Web sessions on one host and keeps them alive.
+//!
+//! # Layout
+//!
+//! - [`config`]: configuration layering (defaults < file < environment) and validation.
+//! - [`browser`]: the Chromium driver, the only code that speaks CDP.
+//! - [`sim`]: the WhatsApp Web simulator (page, page socket, `/__sim` control API).
+
+pub mod browser;
+pub mod config;
+pub mod sim;
