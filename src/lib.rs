@@ -3,9 +3,11 @@
 //! # Layout
 //!
 //! - [`config`]: configuration layering (defaults < file < environment) and validation.
+//! - [`cli`]: the subcommands behind the binary.
 //! - [`browser`]: the Chromium driver, the only code that speaks CDP.
 //! - [`sim`]: the WhatsApp Web simulator (page, page socket, `/__sim` control API).
 
 pub mod browser;
+pub mod cli;
 pub mod config;
 pub mod sim;

@@ -615,6 +615,7 @@ async fn pump_page_events(
     call_timeout: Duration,
 ) {
     let mut first_load = true;
+    let mut logout_reported = false;
     let mut injector: Option<JoinHandle<()>> = None;
     loop {
         tokio::select! {
@@ -624,7 +625,13 @@ async fn pump_page_events(
                 }
                 match serde_json::from_str::<BridgeEvent>(&call.payload) {
                     Ok(event) => {
-                        let _ = events.send(event.into());
+                        let event = DriverEvent::from(event);
+                        if event == DriverEvent::Disconnected(DisconnectReason::Logout) {
+                            if std::mem::replace(&mut logout_reported, true) {
+                                continue;
+                            }
+                        }
+                        let _ = events.send(event);
                     }
                     Err(error) => tracing::warn!(%error, payload = %call.payload, "unreadable bridge event"),
                 }
@@ -639,7 +646,7 @@ async fn pump_page_events(
                 }
                 let url = format!("{}{}", frame.url, frame.url_fragment.clone().unwrap_or_default());
                 let _ = events.send(DriverEvent::PageNavigated(url.clone()));
-                if url.contains("post_logout=1") {
+                if url.contains("post_logout=1") && !std::mem::replace(&mut logout_reported, true) {
                     let _ = events.send(DriverEvent::Disconnected(DisconnectReason::Logout));
                 }
                 if let Some(task) = injector.take() {

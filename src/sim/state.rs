@@ -91,7 +91,7 @@ pub struct IncomingMsg {
     pub from: String,
     pub to: String,
     pub body: String,
-    pub t: u64,
+    pub timestamp: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -595,7 +595,7 @@ impl SimState {
             from: format!("{from}@c.us"),
             to: format!("{phone}@c.us"),
             body: body.to_owned(),
-            t: now_secs(),
+            timestamp: now_secs(),
         };
         let (mut delivered, mut queued) = (0, 0);
         for id in devices {
@@ -933,6 +933,22 @@ mod tests {
         assert_eq!(s.devices()[0].qr_count, count + 1, "refresh issues a new ref at once");
         assert!(!s.tick(conn, 1), "the old schedule is over");
         assert!(s.tick(conn, epoch));
+    }
+
+    #[test]
+    fn frames_keep_their_tag_apart_from_their_fields() {
+        let frame = ToPage::Msg(IncomingMsg {
+            id: "3EB0".into(),
+            from: "1@c.us".into(),
+            to: "2@c.us".into(),
+            body: "x".into(),
+            timestamp: 7,
+        });
+        let text = serde_json::to_string(&frame).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["t"], "msg", "{text}");
+        assert_eq!(value["timestamp"], 7, "{text}");
+        assert_eq!(text.matches("\"t\"").count(), 1, "{text}");
     }
 
     #[test]
