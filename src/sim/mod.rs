@@ -109,8 +109,8 @@ impl Simulator {
     fn routes(
         &self,
     ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-        let page = warp::get()
-            .and(warp::path::end())
+        let page = warp::path::end()
+            .and(warp::get())
             .map(|| {
                 warp::http::Response::builder()
                     .header("content-type", "text/html; charset=utf-8")
