@@ -54,10 +54,7 @@ pub async fn serve(
     });
     let routes = health.map(warp::reply::Reply::into_response).boxed();
     let routes = match &simulator {
-        Some(handle) => routes
-            .or(handle.simulator.control_routes())
-            .unify()
-            .boxed(),
+        Some(handle) => routes.or(handle.simulator.control_routes()).unify().boxed(),
         None => routes,
     };
     let listener = tokio::net::TcpListener::bind(bind)
@@ -79,14 +76,20 @@ fn chrono_now() -> String {
 }
 
 /// `wa-supervisor sim`.
-pub async fn sim(config_file: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+pub async fn sim(
+    config_file: Option<&Path>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let config = Config::from_env(config_file)?;
     let handle = Simulator::start(listen.unwrap_or(config.sim.listen), qr_timing(&config))
         .await
         .context("cannot start the simulator")?;
     println!("simulator listening on {}", handle.addr);
     println!("control API: {}", handle.control_url());
-    println!("point Chromium at it with: {}", handle.chromium_args().join(" "));
+    println!(
+        "point Chromium at it with: {}",
+        handle.chromium_args().join(" ")
+    );
     tokio::signal::ctrl_c().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -142,7 +145,10 @@ pub async fn check(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resul
         std::fs::write(&probe, b"ok")?;
         std::fs::remove_file(probe)
     }) {
-        Ok(()) => println!("ok    sessions directory {} is writable", sessions.display()),
+        Ok(()) => println!(
+            "ok    sessions directory {} is writable",
+            sessions.display()
+        ),
         Err(error) => {
             ok = false;
             println!("FAIL  sessions directory {}: {error}", sessions.display());

@@ -230,12 +230,12 @@ impl Config {
                 path: path.to_owned(),
                 source,
             })?;
-            let overlay: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                ConfigError::Syntax {
-                    path: path.to_owned(),
-                    message: e.message().to_owned(),
-                }
-            })?;
+            let overlay: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.to_owned(),
+                        message: e.message().to_owned(),
+                    })?;
             merge(&mut root, overlay, "")?;
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
@@ -278,12 +278,14 @@ impl Config {
                 message: message.to_owned(),
             })
         };
-        if !self.whatsapp.url.starts_with("https://") && !self.whatsapp.url.starts_with("http://")
-        {
+        if !self.whatsapp.url.starts_with("https://") && !self.whatsapp.url.starts_with("http://") {
             return invalid("whatsapp.url", "must be an http(s) URL");
         }
         if self.reconnect.base_delay > self.reconnect.max_delay {
-            return invalid("reconnect.base_delay", "must not exceed reconnect.max_delay");
+            return invalid(
+                "reconnect.base_delay",
+                "must not exceed reconnect.max_delay",
+            );
         }
         if self.keepalive.heartbeat_interval.is_zero() {
             return invalid("keepalive.heartbeat_interval", "must be above zero");
@@ -298,7 +300,10 @@ impl Config {
             return invalid("sim.qr_rotate", "QR lifetimes must be above zero");
         }
         if self.store.kind == StoreKind::Postgres && self.store.postgres_url.is_none() {
-            return invalid("store.postgres_url", "required when store.kind = \"postgres\"");
+            return invalid(
+                "store.postgres_url",
+                "required when store.kind = \"postgres\"",
+            );
         }
         if self.store.kind == StoreKind::Supabase
             && (self.store.supabase_url.is_none() || self.store.supabase_key.is_none())
@@ -447,7 +452,10 @@ mod tests {
             ("WA__KEEPALIVE__HEARTBEAT_INTERVAL", "10s"),
             ("WA__SESSIONS__MAX_PER_USER", "3"),
             ("WA__CHROMIUM__HEADLESS", "false"),
-            ("WA__SERVER__CORS_ORIGINS", "https://a.example, https://b.example"),
+            (
+                "WA__SERVER__CORS_ORIGINS",
+                "https://a.example, https://b.example",
+            ),
             ("CHROMIUM_PATH", "/opt/chromium"),
             ("PORT", "9000"),
             ("SUPABASE_JWT_SECRET", "s3cret"),
@@ -478,9 +486,18 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("WA__KEEPALIVE__HEARTBEAT_INTERVAL", "often")], "keepalive.heartbeat_interval"),
-            (&[("WA__SESSIONS__MAX_PER_USER", "many")], "sessions.max_per_user"),
-            (&[("WA__SESSIONS__MAX_PER_USER", "0")], "sessions.max_per_user"),
+            (
+                &[("WA__KEEPALIVE__HEARTBEAT_INTERVAL", "often")],
+                "keepalive.heartbeat_interval",
+            ),
+            (
+                &[("WA__SESSIONS__MAX_PER_USER", "many")],
+                "sessions.max_per_user",
+            ),
+            (
+                &[("WA__SESSIONS__MAX_PER_USER", "0")],
+                "sessions.max_per_user",
+            ),
             (&[("WA__STORE__KIND", "mongodb")], "store.kind"),
             (&[("WA__MAIL__LOCALE", "fr")], "mail.locale"),
             (&[("WA__SERVER__BIND", "nowhere")], "server.bind"),

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wa-supervisor", version, about = "Runs many WhatsApp Web sessions on one host and keeps them alive")]
+#[command(
+    name = "wa-supervisor",
+    version,
+    about = "Runs many WhatsApp Web sessions on one host and keeps them alive"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,7 +80,9 @@ async fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // chromiumoxide logs one unparseable event per page load (newer CDP enums); keep it quiet.
-        tracing_subscriber::EnvFilter::new("info,chromiumoxide::handler=error,chromiumoxide::conn=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,chromiumoxide::handler=error,chromiumoxide::conn=warn",
+        )
     });
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }

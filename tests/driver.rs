@@ -16,15 +16,26 @@ async fn fresh_profile_shows_rotating_qr_then_scan_makes_it_ready() {
     let (driver, mut events) = Driver::launch(&env.options("fresh")).await.expect("launch");
 
     let first = next_qr(&mut events).await;
-    assert_eq!(first, env.shown_qr().await, "the driver's QR is the simulator's");
-    assert_eq!(first.split(',').count(), 5, "ref,noise,identity,adv,platform: {first}");
+    assert_eq!(
+        first,
+        env.shown_qr().await,
+        "the driver's QR is the simulator's"
+    );
+    assert_eq!(
+        first.split(',').count(),
+        5,
+        "ref,noise,identity,adv,platform: {first}"
+    );
 
     let second = next_qr(&mut events).await;
     assert_ne!(first, second, "a rotation gives a new QR");
     assert_eq!(second, env.shown_qr().await);
 
     env.scan(&second).await;
-    wait_for(&mut events, WAIT, "authenticated", |e| *e == DriverEvent::Authenticated).await;
+    wait_for(&mut events, WAIT, "authenticated", |e| {
+        *e == DriverEvent::Authenticated
+    })
+    .await;
     let (phone, name) = ready(&mut events).await;
     assert_eq!((phone.as_str(), name.as_str()), (PHONE, PUSHNAME));
     assert_eq!(driver.state().await.unwrap(), "CONNECTED");
@@ -60,14 +71,25 @@ async fn messages_flow_both_ways() {
     assert_eq!(message.id, posted["serialized"].as_str().unwrap());
     assert!(message.timestamp > 1_700_000_000);
 
-    let sent = driver.send_text("34699000111", "Sí, de 9 a 14 h").await.expect("send");
-    assert!(sent.id.starts_with("true_34699000111@c.us_3EB0"), "{}", sent.id);
+    let sent = driver
+        .send_text("34699000111", "Sí, de 9 a 14 h")
+        .await
+        .expect("send");
+    assert!(
+        sent.id.starts_with("true_34699000111@c.us_3EB0"),
+        "{}",
+        sent.id
+    );
     let listed = env.sent().await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["to"], "34699000111@c.us");
     assert_eq!(listed[0]["body"], "Sí, de 9 a 14 h");
     assert_eq!(
-        format!("true_{}_{}", listed[0]["to"].as_str().unwrap(), listed[0]["id"].as_str().unwrap()),
+        format!(
+            "true_{}_{}",
+            listed[0]["to"].as_str().unwrap(),
+            listed[0]["id"].as_str().unwrap()
+        ),
         sent.id
     );
 
@@ -78,25 +100,35 @@ async fn messages_flow_both_ways() {
 #[tokio::test]
 async fn relaunch_restores_without_qr_and_logout_unlinks() {
     let env = Env::new().await;
-    let (driver, mut events) = Driver::launch(&env.options("restore")).await.expect("launch");
+    let (driver, mut events) = Driver::launch(&env.options("restore"))
+        .await
+        .expect("launch");
     let qr = next_qr(&mut events).await;
     env.scan(&qr).await;
     ready(&mut events).await;
     driver.close().await;
     env.assert_no_chromium_left().await;
 
-    let (driver, mut events) = Driver::launch(&env.options("restore")).await.expect("relaunch");
+    let (driver, mut events) = Driver::launch(&env.options("restore"))
+        .await
+        .expect("relaunch");
     let first = wait_for(&mut events, WAIT, "qr or ready", |e| {
         matches!(e, DriverEvent::Qr(_) | DriverEvent::Ready { .. })
     })
     .await;
-    assert!(matches!(first, DriverEvent::Ready { .. }), "restored without a QR: {first:?}");
+    assert!(
+        matches!(first, DriverEvent::Ready { .. }),
+        "restored without a QR: {first:?}"
+    );
     let devices = env.devices().await;
     assert_eq!(devices.len(), 1, "the same device came back: {devices:?}");
     assert_eq!(devices[0]["conflicts"], 0);
 
     driver.logout().await.expect("logout");
-    assert!(!env.profile("restore").exists(), "logout deletes the profile");
+    assert!(
+        !env.profile("restore").exists(),
+        "logout deletes the profile"
+    );
     let devices = env.devices().await;
     assert!(
         devices.iter().all(|d| d["linked"] == false),
@@ -104,7 +136,9 @@ async fn relaunch_restores_without_qr_and_logout_unlinks() {
     );
     env.assert_no_chromium_left().await;
 
-    let (driver, mut events) = Driver::launch(&env.options("restore")).await.expect("launch after logout");
+    let (driver, mut events) = Driver::launch(&env.options("restore"))
+        .await
+        .expect("launch after logout");
     let qr = next_qr(&mut events).await;
     assert_eq!(qr, env.shown_qr().await);
     driver.close().await;
@@ -123,7 +157,9 @@ async fn pushed_states_disconnect_or_refresh_the_qr() {
         let qr = next_qr(&mut events).await;
         env.scan(&qr).await;
         ready(&mut events).await;
-        let (status, body) = env.post(&format!("/phones/{PHONE}/state"), json!({ "state": state })).await;
+        let (status, body) = env
+            .post(&format!("/phones/{PHONE}/state"), json!({ "state": state }))
+            .await;
         assert_eq!(status, 200, "{body}");
         let event = wait_for(&mut events, WAIT, "disconnected", |e| {
             matches!(e, DriverEvent::Disconnected(_))
@@ -137,9 +173,17 @@ async fn pushed_states_disconnect_or_refresh_the_qr() {
     // UNPAIRED_IDLE while showing a QR: the driver asks for a fresh one.
     let (driver, mut events) = Driver::launch(&env.options("idle")).await.expect("launch");
     let before = next_qr(&mut events).await;
-    let device = env.devices().await.into_iter().find(|d| d["qr"] == before.as_str()).unwrap();
+    let device = env
+        .devices()
+        .await
+        .into_iter()
+        .find(|d| d["qr"] == before.as_str())
+        .unwrap();
     let (status, body) = env
-        .post(&format!("/devices/{}/state", device["id"].as_str().unwrap()), json!({ "state": "UNPAIRED_IDLE" }))
+        .post(
+            &format!("/devices/{}/state", device["id"].as_str().unwrap()),
+            json!({ "state": "UNPAIRED_IDLE" }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let after = next_qr(&mut events).await;
@@ -152,20 +196,35 @@ async fn pushed_states_disconnect_or_refresh_the_qr() {
 #[tokio::test]
 async fn pairing_code_links_the_phone() {
     let env = Env::new().await;
-    let (driver, mut events) = Driver::launch(&env.options("pairing")).await.expect("launch");
+    let (driver, mut events) = Driver::launch(&env.options("pairing"))
+        .await
+        .expect("launch");
     next_qr(&mut events).await;
-    let code = driver.request_pairing_code(PHONE).await.expect("pairing code");
+    let code = driver
+        .request_pairing_code(PHONE)
+        .await
+        .expect("pairing code");
     assert_eq!(code.len(), 8, "{code}");
     assert_eq!(
-        wait_for(&mut events, WAIT, "pairing code event", |e| matches!(e, DriverEvent::PairingCode(_))).await,
+        wait_for(&mut events, WAIT, "pairing code event", |e| matches!(
+            e,
+            DriverEvent::PairingCode(_)
+        ))
+        .await,
         DriverEvent::PairingCode(code.clone())
     );
     let (status, body) = env
-        .post("/pairing-code", json!({ "code": code, "phone": "34600999999", "pushname": "x" }))
+        .post(
+            "/pairing-code",
+            json!({ "code": code, "phone": "34600999999", "pushname": "x" }),
+        )
         .await;
     assert_eq!(status, 409, "another phone cannot use the code: {body}");
     let (status, body) = env
-        .post("/pairing-code", json!({ "code": code, "phone": PHONE, "pushname": PUSHNAME }))
+        .post(
+            "/pairing-code",
+            json!({ "code": code, "phone": PHONE, "pushname": PUSHNAME }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (phone, _) = ready(&mut events).await;
@@ -182,9 +241,12 @@ async fn killing_chromium_is_reported_as_a_crash_within_two_seconds() {
     let killed_at = tokio::time::Instant::now();
     // SAFETY: SIGKILL to the Chromium main process this test started.
     unsafe { libc::kill(driver.pid() as i32, libc::SIGKILL) };
-    wait_for(&mut events, Duration::from_secs(2), "browser crashed", |e| {
-        matches!(e, DriverEvent::BrowserCrashed(_))
-    })
+    wait_for(
+        &mut events,
+        Duration::from_secs(2),
+        "browser crashed",
+        |e| matches!(e, DriverEvent::BrowserCrashed(_)),
+    )
     .await;
     assert!(killed_at.elapsed() < Duration::from_secs(2));
     assert!(matches!(driver.state().await, Err(BrowserError::Gone)));
@@ -209,13 +271,25 @@ async fn a_profile_held_by_a_live_driver_is_refused() {
 #[tokio::test]
 async fn headless_shell_engine_runs_the_fresh_profile_flow() {
     let env = Env::new().await;
-    let options = env.options_with("shell", Some(std::path::Path::new("chromium-headless-shell")));
-    assert!(options.executable.ends_with("chromium-headless-shell"), "{:?}", options.executable);
-    let (driver, mut events) = Driver::launch(&options).await.expect("launch headless shell");
+    let options = env.options_with(
+        "shell",
+        Some(std::path::Path::new("chromium-headless-shell")),
+    );
+    assert!(
+        options.executable.ends_with("chromium-headless-shell"),
+        "{:?}",
+        options.executable
+    );
+    let (driver, mut events) = Driver::launch(&options)
+        .await
+        .expect("launch headless shell");
     let qr = next_qr(&mut events).await;
     assert_eq!(qr, env.shown_qr().await);
     env.scan(&qr).await;
-    wait_for(&mut events, WAIT, "authenticated", |e| *e == DriverEvent::Authenticated).await;
+    wait_for(&mut events, WAIT, "authenticated", |e| {
+        *e == DriverEvent::Authenticated
+    })
+    .await;
     let (phone, name) = ready(&mut events).await;
     assert_eq!((phone.as_str(), name.as_str()), (PHONE, PUSHNAME));
     driver.close().await;

@@ -83,7 +83,12 @@ async fn start_up_sweep_kills_leftover_chromium_under_the_sessions_path() {
     // A Chromium from an earlier run: its own session, no parent-death signal, nobody's child.
     let mut leftover = std::process::Command::new("setsid")
         .arg(&chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("about:blank")
         .stdout(Stdio::null())
@@ -92,11 +97,17 @@ async fn start_up_sweep_kills_leftover_chromium_under_the_sessions_path() {
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while process::processes_under(env.dir.path()).len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the leftover chromium starts");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leftover chromium starts"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let other = tempfile::tempdir().unwrap();
-    assert!(process::sweep_leftovers(other.path()).is_empty(), "other paths are left alone");
+    assert!(
+        process::sweep_leftovers(other.path()).is_empty(),
+        "other paths are left alone"
+    );
 
     let killed = process::sweep_leftovers(env.dir.path());
     assert!(!killed.is_empty());

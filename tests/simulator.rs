@@ -20,7 +20,10 @@ async fn the_page_is_served_over_tls_for_web_whatsapp_com() {
         .expect("https answers");
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("window.Debug = { VERSION }"), "the page boots WhatsApp Web's globals");
+    assert!(
+        html.contains("window.Debug = { VERSION }"),
+        "the page boots WhatsApp Web's globals"
+    );
     assert!(html.contains("window.require = function"));
 }
 
@@ -35,20 +38,56 @@ async fn malformed_control_requests_get_400_with_a_json_error_and_change_nothing
         ("/scan", "[1, 2]".into(), 400),
         ("/scan", json!({ "phone": PHONE }).to_string(), 400),
         ("/scan", json!({ "qr": 5, "phone": PHONE }).to_string(), 400),
-        ("/scan", json!({ "qr": "2@x", "phone": "abc" }).to_string(), 400),
-        ("/scan", json!({ "qr": "2@x", "phone": PHONE, "extra": 1 }).to_string(), 400),
-        ("/scan", json!({ "qr": "2@unknown", "phone": PHONE }).to_string(), 404),
-        ("/pairing-code", json!({ "code": "ABCDEFGH" }).to_string(), 400),
-        ("/pairing-code", json!({ "code": "ABCDEFGH", "phone": PHONE }).to_string(), 404),
-        ("/phones/123/messages", json!({ "from": "34699000111", "body": "x" }).to_string(), 400),
+        (
+            "/scan",
+            json!({ "qr": "2@x", "phone": "abc" }).to_string(),
+            400,
+        ),
+        (
+            "/scan",
+            json!({ "qr": "2@x", "phone": PHONE, "extra": 1 }).to_string(),
+            400,
+        ),
+        (
+            "/scan",
+            json!({ "qr": "2@unknown", "phone": PHONE }).to_string(),
+            404,
+        ),
+        (
+            "/pairing-code",
+            json!({ "code": "ABCDEFGH" }).to_string(),
+            400,
+        ),
+        (
+            "/pairing-code",
+            json!({ "code": "ABCDEFGH", "phone": PHONE }).to_string(),
+            404,
+        ),
+        (
+            "/phones/123/messages",
+            json!({ "from": "34699000111", "body": "x" }).to_string(),
+            400,
+        ),
         (&messages, json!({ "from": "34699000111" }).to_string(), 400),
-        (&messages, json!({ "from": "x", "body": "x" }).to_string(), 400),
-        (&messages, json!({ "from": "34699000111", "body": "x" }).to_string(), 404),
+        (
+            &messages,
+            json!({ "from": "x", "body": "x" }).to_string(),
+            400,
+        ),
+        (
+            &messages,
+            json!({ "from": "34699000111", "body": "x" }).to_string(),
+            404,
+        ),
         (&state, json!({ "state": "EXPLODE" }).to_string(), 400),
         (&state, json!({ "state": 1 }).to_string(), 400),
         (&stall, json!({ "ms": -5 }).to_string(), 400),
         (&stall, json!({ "ms": 0 }).to_string(), 400),
-        ("/devices/nope/state", json!({ "state": "CONFLICT" }).to_string(), 404),
+        (
+            "/devices/nope/state",
+            json!({ "state": "CONFLICT" }).to_string(),
+            404,
+        ),
         ("/outage", json!({ "ms": "soon" }).to_string(), 400),
         ("/outage", json!({ "ms": 99_999_999 }).to_string(), 400),
         ("/nowhere", "{}".into(), 404),
@@ -56,9 +95,20 @@ async fn malformed_control_requests_get_400_with_a_json_error_and_change_nothing
     ];
     for (path, body, status) in cases {
         let (got, reply) = env.post_raw(path, body.clone()).await;
-        assert_eq!(got, status, "POST {path} {}: {reply}", &body[..body.len().min(60)]);
-        assert!(reply["error"].is_string(), "POST {path}: a JSON error: {reply}");
-        assert!(reply["message"].is_string(), "POST {path}: a message: {reply}");
+        assert_eq!(
+            got,
+            status,
+            "POST {path} {}: {reply}",
+            &body[..body.len().min(60)]
+        );
+        assert!(
+            reply["error"].is_string(),
+            "POST {path}: a JSON error: {reply}"
+        );
+        assert!(
+            reply["message"].is_string(),
+            "POST {path}: a message: {reply}"
+        );
     }
     let (status, reply) = env.get("/scan").await;
     assert_eq!(status, 405, "{reply}");

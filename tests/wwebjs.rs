@@ -17,7 +17,10 @@ fn project_dir() -> PathBuf {
 
 async fn install_client() {
     let dir = project_dir();
-    if dir.join("node_modules/whatsapp-web.js/package.json").exists() {
+    if dir
+        .join("node_modules/whatsapp-web.js/package.json")
+        .exists()
+    {
         return;
     }
     let status = tokio::process::Command::new("npm")
@@ -62,7 +65,10 @@ async fn run_client(env: &Env, data_path: &Path, mode: &str) -> Vec<Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    assert!(status.success(), "whatsapp-web.js run ({mode}) failed: {text}");
+    assert!(
+        status.success(),
+        "whatsapp-web.js run ({mode}) failed: {text}"
+    );
     steps
 }
 
@@ -79,12 +85,23 @@ async fn whatsapp_web_js_runs_the_whole_flow_and_restores_from_its_profile() {
     let mut fresh = run_client(&env, &data, "fresh").await;
     // Like the real page, the simulator clears Conn.ref after pairing; the client turns that
     // change:ref into one more "qr" event starting with "null,".
-    let cleared = fresh.iter().filter(|s| s["qr"].as_str().is_some_and(|q| q.starts_with("null,"))).count();
+    let cleared = fresh
+        .iter()
+        .filter(|s| s["qr"].as_str().is_some_and(|q| q.starts_with("null,")))
+        .count();
     assert_eq!(cleared, 1, "{fresh:?}");
     fresh.retain(|s| !s["qr"].as_str().is_some_and(|q| q.starts_with("null,")));
     assert_eq!(
         names(&fresh),
-        ["qr", "authenticated", "ready", "message", "sent", "state", "destroyed"],
+        [
+            "qr",
+            "authenticated",
+            "ready",
+            "message",
+            "sent",
+            "state",
+            "destroyed"
+        ],
         "{fresh:?}"
     );
     assert!(fresh[0]["qr"].as_str().unwrap().starts_with("2@"));
@@ -101,6 +118,9 @@ async fn whatsapp_web_js_runs_the_whole_flow_and_restores_from_its_profile() {
         "restored without a QR: {restored:?}"
     );
     assert_eq!(restored[3]["linked"], 0);
-    assert!(!data.join("session").exists(), "logout deletes the LocalAuth profile");
+    assert!(
+        !data.join("session").exists(),
+        "logout deletes the LocalAuth profile"
+    );
     assert_no_chromium_under(&data).await;
 }

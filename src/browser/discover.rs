@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn a_missing_configured_path_names_the_install_command() {
         let err = find_chromium(Some(Path::new("/nowhere/chromium"))).unwrap_err();
-        assert!(err.to_string().contains("apt-get install -y chromium"), "{err}");
+        assert!(
+            err.to_string().contains("apt-get install -y chromium"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -145,7 +148,10 @@ mod tests {
             Engine::of(Path::new("/usr/lib/chromium/chromium-headless-shell")),
             Engine::HeadlessShell
         );
-        assert_eq!(Engine::of(Path::new("/usr/lib/chromium/chromium")), Engine::Chromium);
+        assert_eq!(
+            Engine::of(Path::new("/usr/lib/chromium/chromium")),
+            Engine::Chromium
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::time::Duration;
 use chromiumoxide::cdp::browser_protocol::inspector;
 use chromiumoxide::cdp::browser_protocol::page::{EventFrameNavigated, NavigateParams};
 use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, GetTargetsParams};
-use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EvaluateParams, EventBindingCalled};
+use chromiumoxide::cdp::js_protocol::runtime::{
+    AddBindingParams, EvaluateParams, EventBindingCalled,
+};
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::{Browser, Page};
 use futures::StreamExt;
@@ -203,7 +205,9 @@ impl From<BridgeEvent> for DriverEvent {
     fn from(event: BridgeEvent) -> Self {
         match event {
             BridgeEvent::Qr { qr } => DriverEvent::Qr(qr),
-            BridgeEvent::Loading { percent } => DriverEvent::Loading(percent.clamp(0.0, 100.0) as u8),
+            BridgeEvent::Loading { percent } => {
+                DriverEvent::Loading(percent.clamp(0.0, 100.0) as u8)
+            }
             BridgeEvent::Authenticated => DriverEvent::Authenticated,
             BridgeEvent::Ready { phone, pushname } => DriverEvent::Ready {
                 phone_number: phone.unwrap_or_default(),
@@ -538,7 +542,9 @@ async fn open_page(
     page.execute(inspector::EnableParams::default()).await?;
     let bindings = page.event_listener::<EventBindingCalled>().await?;
     let navigations = page.event_listener::<EventFrameNavigated>().await?;
-    let crashes = page.event_listener::<inspector::EventTargetCrashed>().await?;
+    let crashes = page
+        .event_listener::<inspector::EventTargetCrashed>()
+        .await?;
     let pump = tokio::spawn(pump_page_events(
         page.clone(),
         bindings,
@@ -626,10 +632,10 @@ async fn pump_page_events(
                 match serde_json::from_str::<BridgeEvent>(&call.payload) {
                     Ok(event) => {
                         let event = DriverEvent::from(event);
-                        if event == DriverEvent::Disconnected(DisconnectReason::Logout) {
-                            if std::mem::replace(&mut logout_reported, true) {
-                                continue;
-                            }
+                        if event == DriverEvent::Disconnected(DisconnectReason::Logout)
+                            && std::mem::replace(&mut logout_reported, true)
+                        {
+                            continue;
                         }
                         let _ = events.send(event);
                     }

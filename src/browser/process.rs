@@ -241,10 +241,12 @@ impl ProfileLease {
             path: path.to_owned(),
             source,
         })?;
-        let path = path.canonicalize().map_err(|source| BrowserError::Profile {
-            path: path.to_owned(),
-            source,
-        })?;
+        let path = path
+            .canonicalize()
+            .map_err(|source| BrowserError::Profile {
+                path: path.to_owned(),
+                source,
+            })?;
         {
             let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
             if !held.insert(path.clone()) {
@@ -314,14 +316,20 @@ mod tests {
         let profile = dir.path().join("session-a");
         std::fs::create_dir_all(&profile).unwrap();
         // A lock naming a dead pid on this host, as a killed Chromium leaves it.
-        std::os::unix::fs::symlink(format!("{}-999999999", hostname()), profile.join("SingletonLock"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            format!("{}-999999999", hostname()),
+            profile.join("SingletonLock"),
+        )
+        .unwrap();
         std::fs::write(profile.join("SingletonCookie"), "x").unwrap();
         let lease = ProfileLease::acquire(&profile).unwrap();
         assert!(std::fs::symlink_metadata(profile.join("SingletonLock")).is_err());
         assert!(!profile.join("SingletonCookie").exists());
         let again = ProfileLease::acquire(&profile);
-        assert!(matches!(again, Err(BrowserError::ProfileInUse { pid: None, .. })));
+        assert!(matches!(
+            again,
+            Err(BrowserError::ProfileInUse { pid: None, .. })
+        ));
         drop(lease);
         assert!(ProfileLease::acquire(&profile).is_ok());
     }
@@ -341,8 +349,11 @@ mod tests {
         let mut holder = holder.unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let pid = holder.id();
-        std::os::unix::fs::symlink(format!("{}-{pid}", hostname()), profile.join("SingletonLock"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            format!("{}-{pid}", hostname()),
+            profile.join("SingletonLock"),
+        )
+        .unwrap();
         let refused = ProfileLease::acquire(&profile);
         let _ = holder.kill();
         let _ = holder.wait();

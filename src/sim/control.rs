@@ -102,18 +102,20 @@ pub(super) fn routes_without_recover(
         .and(warp::post())
         .and(with_sim.clone())
         .and(body)
-        .map(|phone: String, sim: Simulator, body: warp::hyper::body::Bytes| {
-            respond(parse::<Incoming>(&body).and_then(|b| {
-                let (id, delivered, queued) = sim.lock().incoming(&phone, &b.from, &b.body)?;
-                let from = super::state::phone_digits(&b.from)?;
-                Ok(json!({
-                    "id": id,
-                    "serialized": format!("false_{from}@c.us_{id}"),
-                    "delivered": delivered,
-                    "queued": queued,
+        .map(
+            |phone: String, sim: Simulator, body: warp::hyper::body::Bytes| {
+                respond(parse::<Incoming>(&body).and_then(|b| {
+                    let (id, delivered, queued) = sim.lock().incoming(&phone, &b.from, &b.body)?;
+                    let from = super::state::phone_digits(&b.from)?;
+                    Ok(json!({
+                        "id": id,
+                        "serialized": format!("false_{from}@c.us_{id}"),
+                        "delivered": delivered,
+                        "queued": queued,
+                    }))
                 }))
-            }))
-        })
+            },
+        )
         .boxed();
 
     // GET /__sim/phones/{phone}/sent
@@ -132,12 +134,14 @@ pub(super) fn routes_without_recover(
         .and(warp::post())
         .and(with_sim.clone())
         .and(body)
-        .map(|phone: String, sim: Simulator, body: warp::hyper::body::Bytes| {
-            respond(parse::<State>(&body).and_then(|b| {
-                let devices = sim.lock().push_phone_state(&phone, &b.state)?;
-                Ok(json!({ "devices": devices }))
-            }))
-        })
+        .map(
+            |phone: String, sim: Simulator, body: warp::hyper::body::Bytes| {
+                respond(parse::<State>(&body).and_then(|b| {
+                    let devices = sim.lock().push_phone_state(&phone, &b.state)?;
+                    Ok(json!({ "devices": devices }))
+                }))
+            },
+        )
         .boxed();
 
     // POST /__sim/phones/{phone}/stall
@@ -146,12 +150,14 @@ pub(super) fn routes_without_recover(
         .and(warp::post())
         .and(with_sim.clone())
         .and(body)
-        .map(|phone: String, sim: Simulator, body: warp::hyper::body::Bytes| {
-            respond(parse::<Millis>(&body).and_then(|b| {
-                let devices = sim.lock().stall(&phone, b.ms)?;
-                Ok(json!({ "devices": devices }))
-            }))
-        })
+        .map(
+            |phone: String, sim: Simulator, body: warp::hyper::body::Bytes| {
+                respond(parse::<Millis>(&body).and_then(|b| {
+                    let devices = sim.lock().stall(&phone, b.ms)?;
+                    Ok(json!({ "devices": devices }))
+                }))
+            },
+        )
         .boxed();
 
     // POST /__sim/devices/{id}/state
@@ -160,12 +166,14 @@ pub(super) fn routes_without_recover(
         .and(warp::post())
         .and(with_sim.clone())
         .and(body)
-        .map(|device: String, sim: Simulator, body: warp::hyper::body::Bytes| {
-            respond(parse::<State>(&body).and_then(|b| {
-                sim.lock().push_device_state(&device, &b.state)?;
-                Ok(json!({ "devices": 1 }))
-            }))
-        })
+        .map(
+            |device: String, sim: Simulator, body: warp::hyper::body::Bytes| {
+                respond(parse::<State>(&body).and_then(|b| {
+                    sim.lock().push_device_state(&device, &b.state)?;
+                    Ok(json!({ "devices": 1 }))
+                }))
+            },
+        )
         .boxed();
 
     // POST /__sim/outage
@@ -230,8 +238,10 @@ fn respond(result: Result<serde_json::Value, SimError>) -> Response {
 }
 
 fn reply(status: StatusCode, value: serde_json::Value) -> Response {
-    let mut response =
-        warp::reply::Reply::into_response(warp::reply::with_status(warp::reply::json(&value), status));
+    let mut response = warp::reply::Reply::into_response(warp::reply::with_status(
+        warp::reply::json(&value),
+        status,
+    ));
     response
         .headers_mut()
         .insert("cache-control", "no-store".parse().expect("header"));
@@ -241,29 +251,24 @@ fn reply(status: StatusCode, value: serde_json::Value) -> Response {
 /// Maps warp's rejections to `{error, message}`.
 pub(super) async fn rejection(rejection: warp::Rejection) -> Result<Response, Infallible> {
     let (status, code, message) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "NOT_FOUND", "no such route".to_owned())
-    } else if rejection
-        .find::<warp::reject::PayloadTooLarge>()
-        .is_some()
-    {
+        (
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no such route".to_owned(),
+        )
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
             format!("bodies are limited to {MAX_BODY} bytes"),
         )
-    } else if rejection
-        .find::<warp::reject::LengthRequired>()
-        .is_some()
-    {
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         (
             StatusCode::LENGTH_REQUIRED,
             "BAD_REQUEST",
             "a content-length is required".to_owned(),
         )
-    } else if rejection
-        .find::<warp::reject::MethodNotAllowed>()
-        .is_some()
-    {
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",

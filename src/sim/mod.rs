@@ -22,8 +22,8 @@ use warp::Filter;
 use warp::filters::ws::{Message, WebSocket};
 use warp::reply::Response;
 
-pub use state::{QrTiming, SimState};
 use state::{ConnId, FromPage};
+pub use state::{QrTiming, SimState};
 
 /// The page WhatsApp Web would serve, with the in-page surface of WA-CONTRACT.md.
 const PAGE_HTML: &str = include_str!("page.html");
@@ -101,14 +101,16 @@ impl Simulator {
     /// The control API alone (`/__sim/...`), for mounting on another server.
     pub fn control_routes(
         &self,
-    ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static
+    {
         control::routes(self.clone())
     }
 
     /// Everything the simulator serves: page, page socket and control API.
     fn routes(
         &self,
-    ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static
+    {
         let page = warp::path::end()
             .and(warp::get())
             .map(|| {

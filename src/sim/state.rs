@@ -498,7 +498,9 @@ impl SimState {
                 }
                 _ => None,
             })
-            .ok_or_else(|| SimError::NotFound("no device is waiting for that pairing code".into()))?;
+            .ok_or_else(|| {
+                SimError::NotFound("no device is waiting for that pairing code".into())
+            })?;
         if wanted != phone {
             return Err(SimError::Conflict(format!(
                 "that code was requested for {wanted}, not for {phone}"
@@ -552,9 +554,12 @@ impl SimState {
     }
 
     fn page_sent(&mut self, conn: ConnId, id: String, to: String, body: String) {
-        let from = self
-            .device_of(conn)
-            .and_then(|d| self.devices[&d].link.as_ref().map(|l| (d.clone(), l.phone.clone())));
+        let from = self.device_of(conn).and_then(|d| {
+            self.devices[&d]
+                .link
+                .as_ref()
+                .map(|l| (d.clone(), l.phone.clone()))
+        });
         let Some((device, phone)) = from else {
             self.send(Some(conn), ToPage::Ack { id, ack: -1 });
             return;
@@ -570,7 +575,13 @@ impl SimState {
             });
         }
         for ack in 1..=3 {
-            self.send(Some(conn), ToPage::Ack { id: id.clone(), ack });
+            self.send(
+                Some(conn),
+                ToPage::Ack {
+                    id: id.clone(),
+                    ack,
+                },
+            );
         }
     }
 
@@ -679,7 +690,9 @@ impl SimState {
     pub fn stall(&mut self, phone: &str, ms: u64) -> Result<usize, SimError> {
         let phone = phone_digits(phone)?;
         if ms == 0 || ms > 600_000 {
-            return Err(SimError::BadRequest("ms must be between 1 and 600000".into()));
+            return Err(SimError::BadRequest(
+                "ms must be between 1 and 600000".into(),
+            ));
         }
         let conns: Vec<Option<ConnId>> = self
             .linked_devices(&phone)
@@ -701,7 +714,9 @@ impl SimState {
     /// Returns the connections dropped; their senders are gone, which closes the sockets.
     pub fn outage(&mut self, ms: u64) -> Result<usize, SimError> {
         if ms == 0 || ms > 600_000 {
-            return Err(SimError::BadRequest("ms must be between 1 and 600000".into()));
+            return Err(SimError::BadRequest(
+                "ms must be between 1 and 600000".into(),
+            ));
         }
         self.outage_until = Some(Instant::now() + Duration::from_millis(ms));
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -813,7 +828,9 @@ mod tests {
         assert_eq!(qr, format!("{ref},bm9pc2U=,aWQ=,YWR2,WEB"));
         assert_eq!(
             s.scan("2@nothing", "34600111222", "Ana"),
-            Err(SimError::NotFound("no device is showing that QR code".into()))
+            Err(SimError::NotFound(
+                "no device is showing that QR code".into()
+            ))
         );
         s.scan(&qr, "34600111222", "Ana").unwrap();
         let view = &s.devices()[0];
@@ -905,7 +922,10 @@ mod tests {
             s.enter_pairing_code(&code, "34600999999", "Ana"),
             Err(SimError::Conflict(_))
         ));
-        assert!(s.enter_pairing_code("ZZZZZZZZ", "34600111222", "Ana").is_err());
+        assert!(
+            s.enter_pairing_code("ZZZZZZZZ", "34600111222", "Ana")
+                .is_err()
+        );
         s.enter_pairing_code(&code, "34600111222", "Ana").unwrap();
         assert!(s.devices()[0].linked);
     }
@@ -929,8 +949,14 @@ mod tests {
         s.push_device_state("d1", "UNPAIRED_IDLE").unwrap();
         assert!(!s.tick(conn, 1));
         let count = s.devices()[0].qr_count;
-        let epoch = s.handle(conn, FromPage::RefreshQr).expect("refresh restarts rotation");
-        assert_eq!(s.devices()[0].qr_count, count + 1, "refresh issues a new ref at once");
+        let epoch = s
+            .handle(conn, FromPage::RefreshQr)
+            .expect("refresh restarts rotation");
+        assert_eq!(
+            s.devices()[0].qr_count,
+            count + 1,
+            "refresh issues a new ref at once"
+        );
         assert!(!s.tick(conn, 1), "the old schedule is over");
         assert!(s.tick(conn, epoch));
     }

@@ -134,7 +134,10 @@ pub async fn assert_no_chromium_under(dir: &Path) {
             return;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("chromium processes left behind under {}: {left:?}", dir.display());
+            panic!(
+                "chromium processes left behind under {}: {left:?}",
+                dir.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -160,7 +163,11 @@ pub async fn wait_for(
 }
 
 pub async fn next_qr(events: &mut mpsc::UnboundedReceiver<DriverEvent>) -> String {
-    match wait_for(events, Duration::from_secs(30), "QR", |e| matches!(e, DriverEvent::Qr(_))).await {
+    match wait_for(events, Duration::from_secs(30), "QR", |e| {
+        matches!(e, DriverEvent::Qr(_))
+    })
+    .await
+    {
         DriverEvent::Qr(qr) => qr,
         _ => unreachable!(),
     }
@@ -184,9 +191,8 @@ fn tracing_subscriber_init() -> Result<(), ()> {
     use std::sync::Once;
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("warn,chromiumoxide=off")
-        });
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,chromiumoxide=off"));
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
