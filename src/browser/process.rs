@@ -206,6 +206,20 @@ pub fn processes_under(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Proportional set size of these processes together, in bytes (`/proc/<pid>/smaps_rollup`).
+/// Shared pages are divided among the processes that share them, so sums over a tree are honest.
+pub fn pss_bytes(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .sum()
+}
+
 /// Start-up sweep: kills every process tree left over from an earlier run whose profile lies
 /// under `sessions_path`. Returns the pids it killed.
 pub fn sweep_leftovers(sessions_path: &Path) -> Vec<i32> {
