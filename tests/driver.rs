@@ -295,3 +295,124 @@ async fn headless_shell_engine_runs_the_fresh_profile_flow() {
     driver.close().await;
     env.assert_no_chromium_left().await;
 }
+
+#[tokio::test]
+async fn logout_from_the_phone_is_reported_once_and_the_page_shows_a_qr_again() {
+    let env = Env::new().await;
+    let (driver, mut events) = Driver::launch(&env.options("phone-logout"))
+        .await
+        .expect("launch");
+    let qr = next_qr(&mut events).await;
+    env.scan(&qr).await;
+    ready(&mut events).await;
+    let (status, body) = env
+        .post(
+            &format!("/phones/{PHONE}/state"),
+            json!({ "state": "LOGOUT" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        wait_for(&mut events, WAIT, "disconnected", |e| matches!(
+            e,
+            DriverEvent::Disconnected(_)
+        ))
+        .await,
+        DriverEvent::Disconnected(DisconnectReason::Logout)
+    );
+    let navigated = wait_for(&mut events, WAIT, "navigation", |e| {
+        matches!(e, DriverEvent::PageNavigated(_))
+    })
+    .await;
+    assert!(
+        matches!(&navigated, DriverEvent::PageNavigated(url) if url.contains("post_logout=1")),
+        "{navigated:?}"
+    );
+    // The bridge is injected again into the logged-out page, which asks for a new login.
+    let fresh = wait_for(&mut events, WAIT, "qr or second logout", |e| {
+        matches!(e, DriverEvent::Qr(_) | DriverEvent::Disconnected(_))
+    })
+    .await;
+    assert!(
+        matches!(fresh, DriverEvent::Qr(_)),
+        "LOGOUT is reported once: {fresh:?}"
+    );
+    assert!(env.devices().await.iter().all(|d| d["linked"] == false));
+    driver.close().await;
+    env.assert_no_chromium_left().await;
+}
+
+#[tokio::test]
+async fn a_stalled_page_times_out_calls_and_answers_again_afterwards() {
+    let env = Env::new().await;
+    let mut options = env.options("stall");
+    options.call_timeout = Duration::from_secs(1);
+    let (driver, mut events) = Driver::launch(&options).await.expect("launch");
+    let qr = next_qr(&mut events).await;
+    env.scan(&qr).await;
+    ready(&mut events).await;
+    let (status, body) = env
+        .post(&format!("/phones/{PHONE}/stall"), json!({ "ms": 3000 }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    match driver.state().await {
+        Err(BrowserError::Timeout { call: "state", .. }) => {}
+        other => panic!("a stalled page must time out, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        driver.state().await.expect("answers after the stall"),
+        "CONNECTED"
+    );
+    driver.close().await;
+    env.assert_no_chromium_left().await;
+}
+
+#[tokio::test]
+async fn an_outage_is_transient_and_queued_messages_arrive_afterwards() {
+    let env = Env::new().await;
+    let (driver, mut events) = Driver::launch(&env.options("outage"))
+        .await
+        .expect("launch");
+    let qr = next_qr(&mut events).await;
+    env.scan(&qr).await;
+    ready(&mut events).await;
+    let (status, body) = env.post("/outage", json!({ "ms": 1500 })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        wait_for(&mut events, WAIT, "state change", |e| matches!(
+            e,
+            DriverEvent::StateChanged(_)
+        ))
+        .await,
+        DriverEvent::StateChanged("OPENING".into())
+    );
+    let (status, posted) = env
+        .post(
+            &format!("/phones/{PHONE}/messages"),
+            json!({ "from": "34699000111", "body": "during the outage" }),
+        )
+        .await;
+    assert_eq!(
+        (status, posted["queued"].as_u64()),
+        (200, Some(1)),
+        "{posted}"
+    );
+    let back = wait_for(&mut events, WAIT, "reconnected or disconnected", |e| {
+        matches!(e, DriverEvent::StateChanged(s) if s == "CONNECTED")
+            || matches!(e, DriverEvent::Disconnected(_))
+    })
+    .await;
+    assert_eq!(back, DriverEvent::StateChanged("CONNECTED".into()));
+    let DriverEvent::Message(message) = wait_for(&mut events, WAIT, "queued message", |e| {
+        matches!(e, DriverEvent::Message(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(message.body, "during the outage");
+    driver.close().await;
+    env.assert_no_chromium_left().await;
+}
