@@ -1,0 +1,3 @@
+//! Session lifecycle. Today: the pure policy (statuses, relaunch delays, restart intensity).
+
+pub mod policy;
