@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: configuration layering (defaults < file < environment) and validation.
+//! - [`auth`]: user JWTs (HS256), verified at the edge.
 //! - [`cli`]: the subcommands behind the binary.
 //! - [`browser`]: the Chromium driver, the only code that speaks CDP.
 //! - [`ids`]: `SessionId` and `UserId`, validated on construction.
@@ -10,6 +11,7 @@
 //! - [`session`]: the session lifecycle's pure policy.
 //! - [`sim`]: the WhatsApp Web simulator (page, page socket, `/__sim` control API).
 
+pub mod auth;
 pub mod browser;
 pub mod cli;
 pub mod config;
