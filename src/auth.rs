@@ -1,6 +1,7 @@
 //! User JWTs: HS256 with `auth.jwt_secret` (Supabase's JWT secret); `sub` is the user id,
 //! `email` (optional) is where notifications go, `exp` is enforced. Verified at the edge only.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -89,6 +90,35 @@ impl Jwt {
     }
 }
 
+/// The JWT secret: `auth.jwt_secret` when configured, otherwise the one kept in
+/// `<data-dir>/jwt-secret`, generated on first use (readable by this user only), so that
+/// `token` and `serve` agree.
+pub fn jwt_secret(configured: Option<&str>, data_dir: &Path) -> std::io::Result<String> {
+    if let Some(secret) = configured {
+        return Ok(secret.to_owned());
+    }
+    let file = data_dir.join("jwt-secret");
+    match std::fs::read_to_string(&file) {
+        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut bytes = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)?;
+    out.write_all(secret.as_bytes())?;
+    Ok(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine;
@@ -98,6 +128,24 @@ mod tests {
 
     fn user() -> UserId {
         UserId::new("user-a").unwrap()
+    }
+
+    #[test]
+    fn the_generated_secret_is_kept_and_reused_and_configuration_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = jwt_secret(None, dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(jwt_secret(None, dir.path()).unwrap(), first);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("jwt-secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            jwt_secret(Some("configured"), dir.path()).unwrap(),
+            "configured"
+        );
     }
 
     #[test]

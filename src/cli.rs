@@ -48,7 +48,7 @@ pub async fn serve(
     let health = warp::path!("health").and(warp::get()).map(|| {
         warp::reply::json(&serde_json::json!({
             "status": "ok",
-            "timestamp": chrono_now(),
+            "timestamp": now_rfc3339(),
             "sessions": { "active": 0, "ready": 0 },
         }))
     });
@@ -71,7 +71,7 @@ pub async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-fn chrono_now() -> String {
+fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
@@ -91,6 +91,22 @@ pub async fn sim(
         handle.chromium_args().join(" ")
     );
     tokio::signal::ctrl_c().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wa-supervisor token`: prints a user JWT signed with the configured (or kept) secret.
+pub fn token(
+    config_file: Option<&Path>,
+    data_dir: &Path,
+    user: &str,
+    email: Option<&str>,
+    ttl: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env(config_file)?;
+    let user = crate::ids::UserId::new(user)?;
+    let secret = crate::auth::jwt_secret(config.auth.jwt_secret.as_deref(), data_dir)
+        .with_context(|| format!("cannot keep the JWT secret in {}", data_dir.display()))?;
+    println!("{}", crate::auth::Jwt::new(&secret).mint(&user, email, ttl));
     Ok(ExitCode::SUCCESS)
 }
 

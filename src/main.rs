@@ -43,6 +43,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print a user JWT signed with the configured secret (for development).
+    Token {
+        /// The user id (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// Where this user's notifications go (the token's `email`).
+        #[arg(long)]
+        email: Option<String>,
+        /// How long the token is valid, e.g. 1h, 30d.
+        #[arg(long, default_value = "24h")]
+        ttl: humantime::Duration,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
     /// Check the environment: Chromium, data directory; prints what works.
     Check {
         #[arg(long)]
@@ -64,6 +80,19 @@ async fn main() -> ExitCode {
             sim,
         } => wa_supervisor::cli::serve(config.as_deref(), listen, &data_dir, sim).await,
         Command::Sim { listen, config } => wa_supervisor::cli::sim(config.as_deref(), listen).await,
+        Command::Token {
+            user,
+            email,
+            ttl,
+            config,
+            data_dir,
+        } => wa_supervisor::cli::token(
+            config.as_deref(),
+            &data_dir,
+            &user,
+            email.as_deref(),
+            ttl.into(),
+        ),
         Command::Check { config, data_dir } => {
             wa_supervisor::cli::check(config.as_deref(), &data_dir).await
         }
