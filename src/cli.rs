@@ -40,39 +40,67 @@ pub async fn serve(
     std::fs::create_dir_all(&sessions)
         .with_context(|| format!("cannot create {}", sessions.display()))?;
     browser::process::sweep_leftovers(&sessions);
+    let executable = browser::find_chromium(config.chromium.path.as_deref())?;
+    let store =
+        crate::store::sqlite::SqliteStore::open(&crate::server::sqlite_path(&config, data_dir))
+            .await
+            .context("cannot open the SQLite store")?;
+    let jwt_secret = crate::auth::jwt_secret(config.auth.jwt_secret.as_deref(), data_dir)
+        .with_context(|| format!("cannot keep the JWT secret in {}", data_dir.display()))?;
     let simulator = if sim {
         Some(Simulator::start(config.sim.listen, qr_timing(&config)).await?)
     } else {
         None
     };
-    let health = warp::path!("health").and(warp::get()).map(|| {
-        warp::reply::json(&serde_json::json!({
-            "status": "ok",
-            "timestamp": now_rfc3339(),
-            "sessions": { "active": 0, "ready": 0 },
-        }))
-    });
-    let routes = health.map(warp::reply::Reply::into_response).boxed();
-    let routes = match &simulator {
-        Some(handle) => routes.or(handle.simulator.control_routes()).unify().boxed(),
-        None => routes,
-    };
+    let simulator_args = simulator
+        .as_ref()
+        .map(|s| s.chromium_args())
+        .unwrap_or_default();
+    let extra = simulator
+        .as_ref()
+        .map(|s| s.simulator.control_routes().boxed());
+    let app = crate::server::App::start(crate::server::AppParts {
+        config,
+        store: std::sync::Arc::new(store),
+        jwt_secret,
+        executable,
+        sessions_path: sessions,
+        simulator_args,
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     tracing::info!(url = %format!("http://{}", listener.local_addr()?), "listening");
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(async {
-            let _ = tokio::signal::ctrl_c().await;
+    let server = tokio::spawn(crate::server::run(
+        listener,
+        app.clone(),
+        extra,
+        std::future::pending(),
+    ));
+    let restoring = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let restored = app.restore().await;
+            tracing::info!(restored, "sessions restored");
         })
-        .run()
-        .await;
+    };
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    restoring.abort();
+    app.shutdown().await;
+    server.abort();
+    drop(simulator);
     Ok(ExitCode::SUCCESS)
 }
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// `wa-supervisor sim`.

@@ -1,3 +1,4 @@
-//! Session lifecycle. Today: the pure policy (statuses, relaunch delays, restart intensity).
+//! Session lifecycle: the session actor and its pure policy.
 
+pub mod actor;
 pub mod policy;

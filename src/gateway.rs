@@ -1,0 +1,480 @@
+//! The gateway: knows each user's open WebSocket connections and which session actor serves
+//! which session; routes a client's request to a session only after checking that the session
+//! is the client's; sends each event only to its owner's connections.
+//!
+//! It must not wait: store look-ups and calls into sessions run in spawned tasks that answer
+//! the requesting connection with `DeliverTo`. Each connection has a bounded outbound queue;
+//! a connection whose queue is full is dropped, so nobody else waits for it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::mpsc;
+
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::ids::{SessionId, UserId};
+use crate::protocol::{ClientFrame, ErrorCode, Request, ServerEvent, ServerFrame};
+use crate::session::actor::{SessionError, SessionMsg, StopMode};
+use crate::store::{NewAccount, Store, StoreError};
+use crate::supervisor::SupervisorMsg;
+
+/// Outbound queue length of one connection.
+pub const OUTBOUND_QUEUE: usize = 256;
+
+pub type ConnId = u64;
+
+/// What a connection task is told to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Text(String),
+}
+
+pub enum GatewayMsg {
+    Connect {
+        conn: ConnId,
+        user: UserId,
+        outbound: mpsc::Sender<Outbound>,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+    Client {
+        conn: ConnId,
+        identity: Identity,
+        frame: ClientFrame,
+    },
+    /// An event for every connection of `user`.
+    Deliver {
+        user: UserId,
+        frame: ServerFrame,
+    },
+    /// A reply for one connection.
+    DeliverTo {
+        conn: ConnId,
+        frame: ServerFrame,
+    },
+    /// A session actor (re)started: route this session to it.
+    SessionUp {
+        session_id: SessionId,
+        user: UserId,
+        actor: ActorRef<SessionMsg>,
+    },
+    SessionDown {
+        session_id: SessionId,
+        actor: ractor::ActorId,
+    },
+    /// The session actor serving `session_id`, if it belongs to `user`.
+    Lookup {
+        session_id: SessionId,
+        user: UserId,
+        reply: ractor::RpcReplyPort<Option<ActorRef<SessionMsg>>>,
+    },
+    /// Set once the supervisor exists (it spawns the gateway).
+    Supervisor(ActorRef<SupervisorMsg>),
+}
+
+pub struct GatewayArgs {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+}
+
+pub struct GatewayState {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    supervisor: Option<ActorRef<SupervisorMsg>>,
+    connections: HashMap<ConnId, (UserId, mpsc::Sender<Outbound>)>,
+    by_user: HashMap<UserId, HashSet<ConnId>>,
+    sessions: HashMap<SessionId, (UserId, ActorRef<SessionMsg>)>,
+}
+
+pub struct Gateway;
+
+impl Actor for Gateway {
+    type Msg = GatewayMsg;
+    type State = GatewayState;
+    type Arguments = GatewayArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<GatewayMsg>,
+        args: GatewayArgs,
+    ) -> Result<GatewayState, ActorProcessingErr> {
+        Ok(GatewayState {
+            config: args.config,
+            store: args.store,
+            supervisor: None,
+            connections: HashMap::new(),
+            by_user: HashMap::new(),
+            sessions: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<GatewayMsg>,
+        message: GatewayMsg,
+        state: &mut GatewayState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            GatewayMsg::Connect {
+                conn,
+                user,
+                outbound,
+            } => {
+                state.by_user.entry(user.clone()).or_default().insert(conn);
+                state.connections.insert(conn, (user, outbound));
+            }
+            GatewayMsg::Disconnect { conn } => state.drop_connection(conn),
+            GatewayMsg::Client {
+                conn,
+                identity,
+                frame,
+            } => state.client(&myself, conn, identity, frame),
+            GatewayMsg::Deliver { user, frame } => state.deliver(&user, &frame),
+            GatewayMsg::DeliverTo { conn, frame } => state.deliver_to(conn, &frame),
+            GatewayMsg::SessionUp {
+                session_id,
+                user,
+                actor,
+            } => {
+                state.sessions.insert(session_id, (user, actor));
+            }
+            GatewayMsg::SessionDown { session_id, actor } => {
+                if state
+                    .sessions
+                    .get(&session_id)
+                    .is_some_and(|(_, a)| a.get_id() == actor)
+                {
+                    state.sessions.remove(&session_id);
+                }
+            }
+            GatewayMsg::Lookup {
+                session_id,
+                user,
+                reply,
+            } => {
+                let _ = reply.send(state.session_of(&session_id, &user));
+            }
+            GatewayMsg::Supervisor(supervisor) => state.supervisor = Some(supervisor),
+        }
+        Ok(())
+    }
+}
+
+impl GatewayState {
+    fn drop_connection(&mut self, conn: ConnId) {
+        if let Some((user, _)) = self.connections.remove(&conn)
+            && let Some(conns) = self.by_user.get_mut(&user)
+        {
+            conns.remove(&conn);
+            if conns.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+    }
+
+    fn push(&mut self, conn: ConnId, text: String) {
+        let Some((_, outbound)) = self.connections.get(&conn) else {
+            return;
+        };
+        if outbound.try_send(Outbound::Text(text)).is_err() {
+            // Full (a slow client) or closed: this connection goes, nobody else waits for it.
+            tracing::warn!(conn, "dropping a connection whose outbound queue is full");
+            self.drop_connection(conn);
+        }
+    }
+
+    fn deliver(&mut self, user: &UserId, frame: &ServerFrame) {
+        let text = frame.to_json();
+        let conns: Vec<ConnId> = self
+            .by_user
+            .get(user)
+            .map(|c| c.iter().copied().collect())
+            .unwrap_or_default();
+        for conn in conns {
+            self.push(conn, text.clone());
+        }
+    }
+
+    fn deliver_to(&mut self, conn: ConnId, frame: &ServerFrame) {
+        self.push(conn, frame.to_json());
+    }
+
+    fn session_of(&self, session_id: &SessionId, user: &UserId) -> Option<ActorRef<SessionMsg>> {
+        self.sessions
+            .get(session_id)
+            .filter(|(owner, _)| owner == user)
+            .map(|(_, actor)| actor.clone())
+    }
+
+    fn client(
+        &mut self,
+        myself: &ActorRef<GatewayMsg>,
+        conn: ConnId,
+        identity: Identity,
+        frame: ClientFrame,
+    ) {
+        let reference = frame.reference.clone();
+        let reply = Replier {
+            gateway: myself.clone(),
+            conn,
+            reference,
+        };
+        let user = identity.user_id.clone();
+        match frame.request {
+            Request::Ping => reply.send(ServerEvent::Pong {}),
+            Request::Status => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    match store.by_user(&user).await {
+                        Ok(accounts) => reply.send(ServerEvent::Status {
+                            accounts: serde_json::to_value(accounts).unwrap_or_default(),
+                        }),
+                        Err(error) => reply.error(None, ErrorCode::Internal, &error.to_string()),
+                    }
+                });
+            }
+            Request::Create {
+                name,
+                account_id,
+                session_id,
+            } => {
+                let Some(supervisor) = self.supervisor.clone() else {
+                    return reply.error(None, ErrorCode::Internal, "the supervisor is starting");
+                };
+                let running = session_id
+                    .as_ref()
+                    .is_some_and(|s| self.sessions.contains_key(s));
+                let store = self.store.clone();
+                let max = self.config.sessions.max_per_user as usize;
+                tokio::spawn(create(
+                    store, supervisor, reply, identity, name, account_id, session_id, running, max,
+                ));
+            }
+            Request::Send {
+                session_id,
+                to,
+                body,
+            } => match self.session_of(&session_id, &user) {
+                Some(session) => {
+                    let recipient = to.clone();
+                    tokio::spawn(async move {
+                        let result = session
+                            .call(
+                                |reply| SessionMsg::Send { to, body, reply },
+                                Some(Duration::from_secs(30)),
+                            )
+                            .await;
+                        match flatten(result) {
+                            Ok(sent) => reply.send(ServerEvent::Sent {
+                                session_id,
+                                id: sent.id,
+                                to: recipient,
+                                timestamp: sent.timestamp,
+                            }),
+                            Err(error) => {
+                                reply.error(Some(session_id), error.code(), &error.to_string())
+                            }
+                        }
+                    });
+                }
+                None => self.absent(reply, user, session_id, false),
+            },
+            Request::PairingCode {
+                session_id,
+                phone_number,
+            } => match self.session_of(&session_id, &user) {
+                Some(session) => {
+                    tokio::spawn(async move {
+                        let result = session
+                            .call(
+                                |reply| SessionMsg::PairingCode {
+                                    phone: phone_number,
+                                    reply,
+                                },
+                                Some(Duration::from_secs(30)),
+                            )
+                            .await;
+                        match flatten(result) {
+                            Ok(code) => reply.send(ServerEvent::PairingCode { session_id, code }),
+                            Err(error) => {
+                                reply.error(Some(session_id), error.code(), &error.to_string())
+                            }
+                        }
+                    });
+                }
+                None => self.absent(reply, user, session_id, false),
+            },
+            Request::Destroy { session_id } => match self.session_of(&session_id, &user) {
+                Some(session) => {
+                    // The session itself tells every owner connection `disconnected (manual)`.
+                    let _ = session.cast(SessionMsg::Stop {
+                        mode: StopMode::Destroy,
+                        reply: None,
+                    });
+                }
+                None => self.absent(reply, user, session_id, true),
+            },
+        }
+    }
+
+    /// A request for a session with no running actor: `NOT_FOUND` unless the user owns the
+    /// account; then `destroy` marks it stopped and the rest answer `NOT_READY`.
+    fn absent(&self, reply: Replier, user: UserId, session_id: SessionId, destroy: bool) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            match store.by_session(&session_id).await {
+                Ok(Some(account)) if account.user_id == user => {
+                    if destroy {
+                        let update = crate::store::StatusUpdate {
+                            status: crate::session::policy::Status::Stopped,
+                            error_message: None,
+                            identity: None,
+                        };
+                        if let Err(error) = store.update_status(&session_id, update).await {
+                            return reply.error(
+                                Some(session_id),
+                                ErrorCode::Internal,
+                                &error.to_string(),
+                            );
+                        }
+                        reply.send(ServerEvent::Disconnected {
+                            session_id,
+                            reason: "manual".into(),
+                            requires_reconnect: true,
+                        });
+                    } else {
+                        reply.error(
+                            Some(session_id),
+                            ErrorCode::NotReady,
+                            "the session is not running",
+                        );
+                    }
+                }
+                Ok(_) => reply.error(None, ErrorCode::NotFound, "no such session"),
+                Err(error) => reply.error(None, ErrorCode::Internal, &error.to_string()),
+            }
+        });
+    }
+}
+
+/// `whatsapp:create`: checks the limit and ownership, writes the row, starts the session.
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    store: Arc<dyn Store>,
+    supervisor: ActorRef<SupervisorMsg>,
+    reply: Replier,
+    identity: Identity,
+    name: Option<String>,
+    account_id: Option<String>,
+    session_id: Option<SessionId>,
+    running: bool,
+    max_per_user: usize,
+) {
+    let user = identity.user_id.clone();
+    let account = match (account_id, session_id) {
+        (Some(account_id), Some(session_id)) => {
+            // Seed compatibility: the account must exist and be the user's.
+            match store.get(&account_id).await {
+                Ok(Some(a)) if a.user_id == user && a.session_id == session_id => {
+                    if running {
+                        return reply.error(
+                            Some(session_id),
+                            ErrorCode::AlreadyExists,
+                            "that session is already running",
+                        );
+                    }
+                    a
+                }
+                Ok(_) => return reply.error(None, ErrorCode::NotFound, "no such account"),
+                Err(error) => return reply.error(None, ErrorCode::Internal, &error.to_string()),
+            }
+        }
+        (None, session_id) => {
+            match store.by_user(&user).await {
+                Ok(accounts) if accounts.len() >= max_per_user => {
+                    return reply.error(
+                        None,
+                        ErrorCode::LimitReached,
+                        &format!("at most {max_per_user} sessions per user"),
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => return reply.error(None, ErrorCode::Internal, &error.to_string()),
+            }
+            let session_id = session_id.unwrap_or_else(|| {
+                SessionId::new(&uuid::Uuid::new_v4().simple().to_string())
+                    .expect("uuid is a valid id")
+            });
+            let new = NewAccount {
+                user_id: user.clone(),
+                session_id,
+                name,
+                notify_email: identity.email.clone(),
+            };
+            match store.create(new).await {
+                Ok(account) => account,
+                Err(StoreError::AlreadyExists) => {
+                    return reply.error(None, ErrorCode::AlreadyExists, "that session id is taken");
+                }
+                Err(error) => return reply.error(None, ErrorCode::Internal, &error.to_string()),
+            }
+        }
+        (Some(_), None) => {
+            return reply.error(None, ErrorCode::BadRequest, "accountId needs its sessionId");
+        }
+    };
+    reply.send(ServerEvent::Created {
+        account_id: account.id.clone(),
+        session_id: account.session_id.clone(),
+    });
+    let _ = supervisor.cast(SupervisorMsg::Start {
+        account: Box::new(account),
+        settled: None,
+    });
+}
+
+/// Answers one client frame, echoing its `ref`.
+struct Replier {
+    gateway: ActorRef<GatewayMsg>,
+    conn: ConnId,
+    reference: Option<String>,
+}
+
+impl Replier {
+    fn send(&self, event: ServerEvent) {
+        let _ = self.gateway.cast(GatewayMsg::DeliverTo {
+            conn: self.conn,
+            frame: ServerFrame {
+                event,
+                reference: self.reference.clone(),
+            },
+        });
+    }
+
+    fn error(&self, session_id: Option<SessionId>, code: ErrorCode, message: &str) {
+        self.send(ServerEvent::Error {
+            session_id,
+            error: code,
+            message: message.to_owned(),
+        });
+    }
+}
+
+fn flatten<T>(
+    result: Result<
+        ractor::rpc::CallResult<Result<T, SessionError>>,
+        ractor::MessagingErr<SessionMsg>,
+    >,
+) -> Result<T, SessionError> {
+    match result {
+        Ok(ractor::rpc::CallResult::Success(inner)) => inner,
+        Ok(_) => Err(SessionError::Browser(
+            "the session did not answer in time".into(),
+        )),
+        Err(_) => Err(SessionError::NotReady),
+    }
+}

@@ -1,0 +1,525 @@
+//! The HTTP and WebSocket server (warp): `GET /ws` (SPEC §4), `GET /health`, the user routes
+//! of SPEC §5 that exist so far, and a placeholder `GET /`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use ractor::{Actor, ActorRef};
+use serde_json::json;
+use tokio::sync::mpsc;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::ws::{Message, WebSocket};
+
+use crate::auth::{AuthError, Identity, Jwt};
+use crate::config::Config;
+use crate::gateway::{ConnId, GatewayMsg, OUTBOUND_QUEUE, Outbound};
+use crate::ids::SessionId;
+use crate::protocol::{self, ErrorCode};
+use crate::session::actor::{SessionMsg, SessionSnapshot};
+use crate::session::policy::Status;
+use crate::store::Store;
+use crate::supervisor::{RootSupervisor, SessionContextSeed, SupervisorArgs, SupervisorMsg};
+
+/// Frames per second a connection may send (sustained), and its burst.
+const RATE_PER_SEC: f64 = 20.0;
+const RATE_BURST: f64 = 40.0;
+/// Bad or excessive frames after which a connection is closed.
+const STRIKES: u32 = 20;
+
+/// The running program: actors, store, token verification.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub gateway: ActorRef<GatewayMsg>,
+    pub jwt: Jwt,
+    next_conn: Arc<AtomicU64>,
+}
+
+/// What `App::start` needs besides the configuration.
+pub struct AppParts {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub jwt_secret: String,
+    pub executable: PathBuf,
+    pub sessions_path: PathBuf,
+    pub simulator_args: Vec<String>,
+}
+
+impl App {
+    /// Spawns the root supervisor (which spawns the gateway).
+    pub async fn start(parts: AppParts) -> anyhow::Result<App> {
+        let config = Arc::new(parts.config);
+        let (supervisor, _) = Actor::spawn(
+            None,
+            RootSupervisor,
+            SupervisorArgs {
+                context: SessionContextSeed {
+                    config: config.clone(),
+                    store: parts.store.clone(),
+                    executable: parts.executable,
+                    sessions_path: parts.sessions_path,
+                    simulator_args: parts.simulator_args,
+                },
+            },
+        )
+        .await?;
+        let gateway = gateway_of(&supervisor).await?;
+        Ok(App {
+            config,
+            store: parts.store,
+            supervisor,
+            gateway,
+            jwt: Jwt::new(&parts.jwt_secret),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// Restores every stored session that was connected; returns how many.
+    pub async fn restore(&self) -> usize {
+        self.supervisor
+            .call(SupervisorMsg::Restore, Some(Duration::from_secs(600)))
+            .await
+            .ok()
+            .and_then(|r| match r {
+                ractor::rpc::CallResult::Success(n) => Some(n),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    pub async fn snapshots(&self) -> Vec<SessionSnapshot> {
+        match self
+            .supervisor
+            .call(SupervisorMsg::Snapshots, Some(Duration::from_secs(10)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(s)) => s,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Closes every browser (stored statuses kept) and stops the actors.
+    pub async fn shutdown(&self) {
+        let timeout = self.config.supervisor.shutdown_timeout + Duration::from_secs(5);
+        let _ = self
+            .supervisor
+            .call(SupervisorMsg::Shutdown, Some(timeout))
+            .await;
+    }
+}
+
+async fn gateway_of(supervisor: &ActorRef<SupervisorMsg>) -> anyhow::Result<ActorRef<GatewayMsg>> {
+    match supervisor
+        .call(SupervisorMsg::Gateway, Some(Duration::from_secs(5)))
+        .await?
+    {
+        ractor::rpc::CallResult::Success(gateway) => Ok(gateway),
+        _ => anyhow::bail!("the supervisor did not name its gateway"),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: App,
+    extra: Option<warp::filters::BoxedFilter<(Response,)>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let routes = routes(app);
+    let routes = match extra {
+        Some(extra) => routes.or(extra).unify().boxed(),
+        None => routes,
+    };
+    warp::serve(routes.recover(rejection))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
+    let with_app = {
+        let app = app.clone();
+        warp::any().map(move || app.clone())
+    };
+    // GET /ws
+    let ws = warp::path!("ws")
+        .and(warp::get())
+        .and(warp::ws())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("origin"))
+        .and(with_app.clone())
+        .map(
+            |ws: warp::ws::Ws,
+             query: String,
+             authorization: Option<String>,
+             origin: Option<String>,
+             app: App| {
+                let token = token_from(&query, authorization.as_deref());
+                let identity = match app.jwt.verify(&token) {
+                    Ok(identity) => identity,
+                    Err(error) => return unauthorized(&error),
+                };
+                let allowed = &app.config.server.cors_origins;
+                if !allowed.is_empty() && !origin.as_ref().is_some_and(|o| allowed.contains(o)) {
+                    return json_error(
+                        StatusCode::FORBIDDEN,
+                        ErrorCode::Unauthorized,
+                        "origin not allowed",
+                    );
+                }
+                let reply = ws
+                    .max_message_size(1024 * 1024)
+                    .on_upgrade(move |socket| connection(socket, app, identity));
+                warp::reply::Reply::into_response(reply)
+            },
+        )
+        .boxed();
+    // GET /health
+    let health = warp::path!("health")
+        .and(warp::get())
+        .and(with_app.clone())
+        .then(|app: App| async move {
+            let snapshots = app.snapshots().await;
+            let ready = snapshots
+                .iter()
+                .filter(|s| s.status == Status::Ready)
+                .count();
+            json_reply(
+                StatusCode::OK,
+                json!({
+                    "status": "ok",
+                    "timestamp": crate::store::now(),
+                    "sessions": { "active": snapshots.len(), "ready": ready },
+                }),
+            )
+        })
+        .boxed();
+    // GET /api/whatsapp/accounts
+    let accounts = warp::path!("api" / "whatsapp" / "accounts")
+        .and(warp::get())
+        .and(user(with_app.clone()))
+        .then(|(app, identity): (App, Identity)| async move {
+            match app.store.by_user(&identity.user_id).await {
+                Ok(accounts) => json_reply(StatusCode::OK, json!({ "accounts": accounts })),
+                Err(e) => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    &e.to_string(),
+                ),
+            }
+        })
+        .boxed();
+    // GET /api/whatsapp/sessions/{sessionId}/qr.png
+    let qr = warp::path!("api" / "whatsapp" / "sessions" / String / "qr.png")
+        .and(warp::get())
+        .and(user(with_app.clone()))
+        .then(
+            |session: String, (app, identity): (App, Identity)| async move {
+                let Some(actor) = owned_session(&app, &session, &identity).await else {
+                    return json_error(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::NotFound,
+                        "no such session",
+                    );
+                };
+                match actor
+                    .call(SessionMsg::CurrentQr, Some(Duration::from_secs(5)))
+                    .await
+                {
+                    Ok(ractor::rpc::CallResult::Success(Some(png))) => {
+                        warp::http::Response::builder()
+                            .header("content-type", "image/png")
+                            .header("cache-control", "no-store")
+                            .body(png.into())
+                            .expect("static response")
+                    }
+                    _ => json_error(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::NotFound,
+                        "the session shows no QR code",
+                    ),
+                }
+            },
+        )
+        .boxed();
+    // GET /
+    let index = warp::path::end()
+        .and(warp::get())
+        .map(|| {
+            warp::http::Response::builder()
+                .header("content-type", "text/html; charset=utf-8")
+                .body("<!doctype html><title>wa-supervisor</title><p>wa-supervisor is running. Dashboards connect to <code>/ws</code>.</p>".into())
+                .expect("static response")
+        })
+        .boxed();
+    ws.or(health)
+        .unify()
+        .or(accounts)
+        .unify()
+        .or(qr)
+        .unify()
+        .or(index)
+        .unify()
+        .boxed()
+}
+
+async fn owned_session(
+    app: &App,
+    session: &str,
+    identity: &Identity,
+) -> Option<ActorRef<SessionMsg>> {
+    let session_id = SessionId::new(session).ok()?;
+    let user = identity.user_id.clone();
+    match app
+        .gateway
+        .call(
+            |reply| GatewayMsg::Lookup {
+                session_id,
+                user,
+                reply,
+            },
+            Some(Duration::from_secs(5)),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(actor)) => actor,
+        _ => None,
+    }
+}
+
+/// The caller's identity from `Authorization: Bearer …`, or a 401 rejection.
+fn user(
+    with_app: impl Filter<Extract = (App,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = ((App, Identity),), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
+    with_app
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(|app: App, authorization: Option<String>| async move {
+            let token = token_from("", authorization.as_deref());
+            match app.jwt.verify(&token) {
+                Ok(identity) => Ok((app, identity)),
+                Err(error) => Err(warp::reject::custom(Unauthorized(error))),
+            }
+        })
+}
+
+#[derive(Debug)]
+struct Unauthorized(AuthError);
+impl warp::reject::Reject for Unauthorized {}
+
+/// The token of a request: `access_token` in the query, or a bearer header.
+fn token_from(query: &str, authorization: Option<&str>) -> String {
+    let from_query = query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == "access_token").then(|| percent_decode(value))
+    });
+    from_query
+        .or_else(|| {
+            authorization
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
+                .map(|t| t.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&value[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn json_reply(status: StatusCode, value: serde_json::Value) -> Response {
+    warp::reply::Reply::into_response(warp::reply::with_status(warp::reply::json(&value), status))
+}
+
+fn json_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    json_reply(status, json!({ "error": code, "message": message }))
+}
+
+fn unauthorized(error: &AuthError) -> Response {
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+        &error.to_string(),
+    )
+}
+
+async fn rejection(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    Ok(if let Some(Unauthorized(error)) = rejection.find() {
+        unauthorized(error)
+    } else if rejection.is_not_found() {
+        json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadRequest,
+            "bodies are limited to 64 KiB",
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadRequest,
+            "method not allowed",
+        )
+    } else {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "bad request",
+        )
+    })
+}
+
+/// One dashboard connection: frames in are checked here and routed through the gateway; frames
+/// out come from the gateway through this connection's bounded queue.
+async fn connection(socket: WebSocket, app: App, identity: Identity) {
+    let conn: ConnId = app.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (outbound_tx, mut outbound) = mpsc::channel(OUTBOUND_QUEUE);
+    if app
+        .gateway
+        .cast(GatewayMsg::Connect {
+            conn,
+            user: identity.user_id.clone(),
+            outbound: outbound_tx,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let (mut sink, mut inbound) = socket.split();
+    let mut tokens = RATE_BURST;
+    let mut refilled = Instant::now();
+    let mut strikes = 0u32;
+    let close = loop {
+        tokio::select! {
+            out = outbound.recv() => match out {
+                Some(Outbound::Text(text)) => {
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break None;
+                    }
+                }
+                None => break Some((1008u16, "too slow: outbound queue overflowed")),
+            },
+            message = inbound.next() => {
+                let Some(Ok(message)) = message else { break None };
+                if message.is_close() {
+                    break None;
+                }
+                if message.is_ping() || message.is_pong() {
+                    continue;
+                }
+                tokens = (tokens + refilled.elapsed().as_secs_f64() * RATE_PER_SEC).min(RATE_BURST);
+                refilled = Instant::now();
+                let refusal = if tokens < 1.0 {
+                    Some(protocol::Refusal {
+                        code: ErrorCode::RateLimited,
+                        message: "too many frames; slow down".into(),
+                        reference: None,
+                    })
+                } else {
+                    tokens -= 1.0;
+                    match message.to_str() {
+                        Ok(text) => match protocol::parse_client_frame(text) {
+                            Ok(frame) => {
+                                let _ = app.gateway.cast(GatewayMsg::Client {
+                                    conn,
+                                    identity: identity.clone(),
+                                    frame,
+                                });
+                                None
+                            }
+                            Err(refusal) => Some(refusal),
+                        },
+                        Err(()) => Some(if message.as_bytes().len() > protocol::MAX_FRAME {
+                            protocol::Refusal {
+                                code: ErrorCode::FrameTooLarge,
+                                message: format!("frames are limited to {} bytes", protocol::MAX_FRAME),
+                                reference: None,
+                            }
+                        } else {
+                            protocol::Refusal {
+                                code: ErrorCode::BadRequest,
+                                message: "frames are JSON text".into(),
+                                reference: None,
+                            }
+                        }),
+                    }
+                };
+                if let Some(refusal) = refusal {
+                    strikes += 1;
+                    if strikes > STRIKES {
+                        break Some((1008, "too many bad or excessive frames"));
+                    }
+                    // Refusals go straight out: they must not queue behind a flood.
+                    if sink.send(Message::text(refusal.frame().to_json())).await.is_err() {
+                        break None;
+                    }
+                }
+            }
+        }
+    };
+    let _ = app.gateway.cast(GatewayMsg::Disconnect { conn });
+    if let Some((code, reason)) = close {
+        let _ = sink.send(Message::close_with(code, reason)).await;
+    }
+    let _ = sink.close().await;
+}
+
+/// Where the SQLite file lives: `store.sqlite_path`, or `<data-dir>/wa-supervisor.db`.
+pub fn sqlite_path(config: &Config, data_dir: &Path) -> PathBuf {
+    config
+        .store
+        .sqlite_path
+        .clone()
+        .unwrap_or_else(|| data_dir.join("wa-supervisor.db"))
+}
+
+/// Binds `addr`; the address actually bound is in the listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_from_the_query_or_a_bearer_header() {
+        assert_eq!(token_from("access_token=abc.def", None), "abc.def");
+        assert_eq!(token_from("x=1&access_token=a%2Eb", None), "a.b");
+        assert_eq!(token_from("", Some("Bearer xyz")), "xyz");
+        assert_eq!(token_from("access_token=q", Some("Bearer h")), "q");
+        assert_eq!(token_from("", Some("Basic xyz")), "");
+        assert_eq!(token_from("access_token=%zz", None), "%zz");
+    }
+}
