@@ -130,3 +130,157 @@ async fn a_user_links_a_number_chats_and_disconnects_while_another_sees_nothing(
     server.stop().await;
     env.assert_no_chromium_left().await;
 }
+
+async fn ready_session(env: &Env, client: &mut common::server::Client, reference: &str) -> String {
+    client.send("whatsapp:create", json!({}), reference).await;
+    let created = client.expect("whatsapp:created", WAIT).await;
+    let session_id = created["data"]["sessionId"].as_str().unwrap().to_owned();
+    let qr = client.expect("whatsapp:qr", WAIT).await;
+    env.scan(&decode_qr(qr["data"]["qr"].as_str().unwrap()))
+        .await;
+    client.expect("whatsapp:ready", WAIT).await;
+    session_id
+}
+
+#[tokio::test]
+async fn every_qr_rotation_reaches_the_owner_until_qr_timeout() {
+    let env = Env::with_timing(Duration::from_millis(1500), Duration::from_millis(1500)).await;
+    let mut config = config();
+    config.whatsapp.qr_max_retries = 3;
+    let server = Server::start(&env, config).await;
+    let mut a = server.connect("user-a").await;
+    a.send("whatsapp:create", json!({}), "c").await;
+    let mut seen = Vec::new();
+    for attempt in 1..=3 {
+        let qr = a.expect("whatsapp:qr", WAIT).await;
+        assert_eq!(qr["data"]["attempt"], attempt);
+        let text = decode_qr(qr["data"]["qr"].as_str().unwrap());
+        assert!(!seen.contains(&text), "each rotation is a new code");
+        seen.push(text);
+    }
+    let error = a.expect("whatsapp:error", WAIT).await;
+    assert_eq!(error["data"]["error"], "QR_TIMEOUT");
+    let gone = a.expect("whatsapp:disconnected", WAIT).await;
+    assert_eq!(gone["data"]["requiresReconnect"], true);
+    assert!(
+        a.seen
+            .iter()
+            .any(|f| f["event"] == "whatsapp:state" && f["data"]["status"] == "error")
+    );
+    a.send("whatsapp:status", json!({}), "st").await;
+    let status = a.expect("whatsapp:status", WAIT).await;
+    assert_eq!(status["data"]["accounts"][0]["status"], "error");
+    assert_eq!(status["data"]["accounts"][0]["error_message"], "QR_TIMEOUT");
+    env.assert_no_chromium_left().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_reconnects_without_a_qr_and_delivers_what_was_sent_meanwhile() {
+    let env = Env::new().await;
+    let server = Server::start(&env, config()).await;
+    let mut a = server.connect("user-a").await;
+    let session_id = ready_session(&env, &mut a, "c").await;
+    let (status, _) = env.post("/outage", json!({ "ms": 2000 })).await;
+    assert_eq!(status, 200);
+    let reconnecting = a.expect("whatsapp:state", WAIT).await;
+    assert_eq!(reconnecting["data"]["status"], "reconnecting");
+    let (status, posted) = env
+        .post(
+            &format!("/phones/{PHONE}/messages"),
+            json!({ "from": "34699000111", "body": "while you were away" }),
+        )
+        .await;
+    assert_eq!((status, posted["queued"].as_u64()), (200, Some(1)));
+    let back = a.expect("whatsapp:state", WAIT).await;
+    assert_eq!(back["data"]["status"], "ready");
+    let message = a.expect("whatsapp:message", WAIT).await;
+    assert_eq!(message["data"]["body"], "while you were away");
+    assert_eq!(message["data"]["sessionId"], session_id.as_str());
+    assert!(
+        a.seen
+            .iter()
+            .filter(|f| f["event"] == "whatsapp:qr")
+            .count()
+            == 1,
+        "no new QR"
+    );
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+}
+
+#[tokio::test]
+async fn conflict_and_logout_end_in_error_with_requires_reconnect() {
+    let env = Env::new().await;
+    let server = Server::start(&env, config()).await;
+    let mut a = server.connect("user-a").await;
+    for (reference, state) in [("c1", "CONFLICT"), ("c2", "LOGOUT")] {
+        let session_id = ready_session(&env, &mut a, reference).await;
+        let (status, body) = env
+            .post(&format!("/phones/{PHONE}/state"), json!({ "state": state }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let gone = a.expect("whatsapp:disconnected", WAIT).await;
+        assert_eq!(gone["data"]["sessionId"], session_id.as_str());
+        assert_eq!(gone["data"]["reason"], state);
+        assert_eq!(gone["data"]["requiresReconnect"], true);
+        let errored = a
+            .seen
+            .iter()
+            .rev()
+            .find(|f| f["event"] == "whatsapp:state")
+            .unwrap();
+        assert_eq!(errored["data"]["status"], "error");
+        if state == "LOGOUT" {
+            let profile = env.dir.path().join(format!("session-{session_id}"));
+            assert!(
+                !profile.exists(),
+                "the credentials are gone, so is the profile"
+            );
+        }
+    }
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_restores_every_ready_session_without_a_qr() {
+    let env = Env::new().await;
+    let server = Server::start(&env, config()).await;
+    let mut a = server.connect("user-a").await;
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        sessions.push(ready_session(&env, &mut a, &format!("c{i}")).await);
+    }
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+
+    let server = Server::start(&env, config()).await;
+    let mut a = server.connect("user-a").await;
+    let started = std::time::Instant::now();
+    let restored = server.app.restore().await;
+    assert_eq!(restored, 3);
+    let mut ready = Vec::new();
+    while ready.len() < 3 {
+        let frame = a.expect("whatsapp:ready", WAIT).await;
+        ready.push(frame["data"]["sessionId"].as_str().unwrap().to_owned());
+    }
+    eprintln!("restored 3 sessions in {:?}", started.elapsed());
+    ready.sort();
+    sessions.sort();
+    assert_eq!(ready, sessions);
+    assert!(
+        a.seen.iter().all(|f| f["event"] != "whatsapp:qr"),
+        "restored without a QR"
+    );
+    assert_eq!(
+        env.devices()
+            .await
+            .iter()
+            .map(|d| d["conflicts"].as_u64().unwrap())
+            .sum::<u64>(),
+        0
+    );
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+}
