@@ -478,3 +478,117 @@ fn flatten<T>(
         Err(_) => Err(SessionError::NotReady),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn gateway() -> (ActorRef<GatewayMsg>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
+        let (gateway, _) = Actor::spawn(
+            None,
+            Gateway,
+            GatewayArgs {
+                config: Arc::new(Config::default()),
+                store: Arc::new(store),
+            },
+        )
+        .await
+        .unwrap();
+        (gateway, dir)
+    }
+
+    fn frame(n: u32) -> ServerFrame {
+        ServerFrame {
+            event: ServerEvent::Loading {
+                session_id: SessionId::new("s1").unwrap(),
+                percent: (n % 100) as u8,
+            },
+            reference: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_connection_is_dropped_and_the_others_keep_receiving() {
+        let (gateway, _dir) = gateway().await;
+        let user = UserId::new("u").unwrap();
+        let (slow_tx, mut slow) = mpsc::channel(OUTBOUND_QUEUE);
+        let (fast_tx, mut fast) = mpsc::channel(OUTBOUND_QUEUE);
+        gateway
+            .cast(GatewayMsg::Connect {
+                conn: 1,
+                user: user.clone(),
+                outbound: slow_tx,
+            })
+            .unwrap();
+        gateway
+            .cast(GatewayMsg::Connect {
+                conn: 2,
+                user: user.clone(),
+                outbound: fast_tx,
+            })
+            .unwrap();
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            while fast.recv().await.is_some() {
+                got += 1;
+                if got == OUTBOUND_QUEUE + 50 {
+                    break;
+                }
+            }
+            got
+        });
+        for n in 0..(OUTBOUND_QUEUE as u32 + 50) {
+            gateway
+                .cast(GatewayMsg::Deliver {
+                    user: user.clone(),
+                    frame: frame(n),
+                })
+                .unwrap();
+        }
+        assert_eq!(
+            reader.await.unwrap(),
+            OUTBOUND_QUEUE + 50,
+            "the reading connection got everything"
+        );
+        // The slow one got what fit, then its queue was dropped: the connection task closes it.
+        let mut buffered = 0;
+        while slow.recv().await.is_some() {
+            buffered += 1;
+        }
+        assert_eq!(buffered, OUTBOUND_QUEUE);
+        gateway.stop(None);
+    }
+
+    #[tokio::test]
+    async fn events_go_only_to_their_owner() {
+        let (gateway, _dir) = gateway().await;
+        let (a_tx, mut a) = mpsc::channel(8);
+        let (b_tx, mut b) = mpsc::channel(8);
+        gateway
+            .cast(GatewayMsg::Connect {
+                conn: 1,
+                user: UserId::new("a").unwrap(),
+                outbound: a_tx,
+            })
+            .unwrap();
+        gateway
+            .cast(GatewayMsg::Connect {
+                conn: 2,
+                user: UserId::new("b").unwrap(),
+                outbound: b_tx,
+            })
+            .unwrap();
+        gateway
+            .cast(GatewayMsg::Deliver {
+                user: UserId::new("a").unwrap(),
+                frame: frame(1),
+            })
+            .unwrap();
+        assert!(a.recv().await.is_some());
+        gateway.stop(None);
+        assert!(b.recv().await.is_none(), "b never received a's event");
+    }
+}

@@ -451,6 +451,7 @@ async fn connection(socket: WebSocket, app: App, identity: Identity) {
                     match message.to_str() {
                         Ok(text) => match protocol::parse_client_frame(text) {
                             Ok(frame) => {
+                                strikes = strikes.saturating_sub(1);
                                 let _ = app.gateway.cast(GatewayMsg::Client {
                                     conn,
                                     identity: identity.clone(),
