@@ -374,36 +374,72 @@ async fn create(
     running: bool,
     max_per_user: usize,
 ) {
-    let user = identity.user_id.clone();
-    let account = match (account_id, session_id) {
+    match create_account(
+        &*store,
+        &identity,
+        name,
+        account_id,
+        session_id,
+        running,
+        max_per_user,
+    )
+    .await
+    {
+        Ok(account) => {
+            // `created` first: the session's own events follow it.
+            reply.send(ServerEvent::Created {
+                account_id: account.id.clone(),
+                session_id: account.session_id.clone(),
+            });
+            let _ = supervisor.cast(SupervisorMsg::Start {
+                account: Box::new(account),
+                settled: None,
+            });
+        }
+        Err((code, message)) => reply.error(None, code, &message),
+    }
+}
+
+/// The account to start for a create request: a new row, or (seed compatibility, with both ids)
+/// an existing row of this user. Does not start anything.
+pub async fn create_account(
+    store: &dyn Store,
+    identity: &Identity,
+    name: Option<String>,
+    account_id: Option<String>,
+    session_id: Option<SessionId>,
+    running: bool,
+    max_per_user: usize,
+) -> Result<crate::store::Account, (ErrorCode, String)> {
+    let user = &identity.user_id;
+    let internal = |e: StoreError| (ErrorCode::Internal, e.to_string());
+    match (account_id, session_id) {
         (Some(account_id), Some(session_id)) => {
-            // Seed compatibility: the account must exist and be the user's.
-            match store.get(&account_id).await {
-                Ok(Some(a)) if a.user_id == user && a.session_id == session_id => {
+            match store.get(&account_id).await.map_err(internal)? {
+                Some(a) if &a.user_id == user && a.session_id == session_id => {
                     if running {
-                        return reply.error(
-                            Some(session_id),
+                        Err((
                             ErrorCode::AlreadyExists,
-                            "that session is already running",
-                        );
+                            "that session is already running".into(),
+                        ))
+                    } else {
+                        Ok(a)
                     }
-                    a
                 }
-                Ok(_) => return reply.error(None, ErrorCode::NotFound, "no such account"),
-                Err(error) => return reply.error(None, ErrorCode::Internal, &error.to_string()),
+                _ => Err((ErrorCode::NotFound, "no such account".into())),
             }
         }
+        (Some(_), None) => Err((
+            ErrorCode::BadRequest,
+            "accountId needs its sessionId".into(),
+        )),
         (None, session_id) => {
-            match store.by_user(&user).await {
-                Ok(accounts) if accounts.len() >= max_per_user => {
-                    return reply.error(
-                        None,
-                        ErrorCode::LimitReached,
-                        &format!("at most {max_per_user} sessions per user"),
-                    );
-                }
-                Ok(_) => {}
-                Err(error) => return reply.error(None, ErrorCode::Internal, &error.to_string()),
+            let owned = store.by_user(user).await.map_err(internal)?;
+            if owned.len() >= max_per_user {
+                return Err((
+                    ErrorCode::LimitReached,
+                    format!("at most {max_per_user} sessions per user"),
+                ));
             }
             let session_id = session_id.unwrap_or_else(|| {
                 SessionId::new(&uuid::Uuid::new_v4().simple().to_string())
@@ -416,25 +452,14 @@ async fn create(
                 notify_email: identity.email.clone(),
             };
             match store.create(new).await {
-                Ok(account) => account,
+                Ok(account) => Ok(account),
                 Err(StoreError::AlreadyExists) => {
-                    return reply.error(None, ErrorCode::AlreadyExists, "that session id is taken");
+                    Err((ErrorCode::AlreadyExists, "that session id is taken".into()))
                 }
-                Err(error) => return reply.error(None, ErrorCode::Internal, &error.to_string()),
+                Err(error) => Err(internal(error)),
             }
         }
-        (Some(_), None) => {
-            return reply.error(None, ErrorCode::BadRequest, "accountId needs its sessionId");
-        }
-    };
-    reply.send(ServerEvent::Created {
-        account_id: account.id.clone(),
-        session_id: account.session_id.clone(),
-    });
-    let _ = supervisor.cast(SupervisorMsg::Start {
-        account: Box::new(account),
-        settled: None,
-    });
+    }
 }
 
 /// Answers one client frame, echoing its `ref`.

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::gateway::{ConnId, GatewayMsg, OUTBOUND_QUEUE, Outbound};
 use crate::ids::SessionId;
 use crate::protocol::{self, ErrorCode};
-use crate::session::actor::{SessionMsg, SessionSnapshot};
+use crate::session::actor::{SessionMsg, SessionSnapshot, StopMode};
 use crate::session::policy::Status;
 use crate::store::Store;
 use crate::supervisor::{RootSupervisor, SessionContextSeed, SupervisorArgs, SupervisorMsg};
@@ -41,6 +41,7 @@ pub struct App {
     pub supervisor: ActorRef<SupervisorMsg>,
     pub gateway: ActorRef<GatewayMsg>,
     pub jwt: Jwt,
+    pub sessions_path: PathBuf,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -58,6 +59,7 @@ impl App {
     /// Spawns the root supervisor (which spawns the gateway).
     pub async fn start(parts: AppParts) -> anyhow::Result<App> {
         let config = Arc::new(parts.config);
+        let sessions_path = parts.sessions_path.clone();
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -79,6 +81,7 @@ impl App {
             supervisor,
             gateway,
             jwt: Jwt::new(&parts.jwt_secret),
+            sessions_path,
             next_conn: Arc::new(AtomicU64::new(1)),
         })
     }
@@ -253,6 +256,131 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
             },
         )
         .boxed();
+    // POST /api/whatsapp/accounts
+    let create = warp::path!("api" / "whatsapp" / "accounts")
+        .and(warp::post())
+        .and(user(with_app.clone()))
+        .and(json_body())
+        .then(
+            |(app, identity): (App, Identity), body: serde_json::Value| async move {
+                let name = match body.get("name") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(n)) if n.chars().count() <= 100 => {
+                        Some(n.clone())
+                    }
+                    Some(_) => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            ErrorCode::BadRequest,
+                            "name must be a string of at most 100 characters",
+                        );
+                    }
+                };
+                let max = app.config.sessions.max_per_user as usize;
+                match crate::gateway::create_account(
+                    &*app.store,
+                    &identity,
+                    name,
+                    None,
+                    None,
+                    false,
+                    max,
+                )
+                .await
+                {
+                    Ok(account) => {
+                        let reply =
+                            json!({ "accountId": account.id, "sessionId": account.session_id });
+                        let _ = app.supervisor.cast(SupervisorMsg::Start {
+                            account: Box::new(account),
+                            settled: None,
+                        });
+                        json_reply(StatusCode::CREATED, reply)
+                    }
+                    Err((code, message)) => json_error(status_of(code), code, &message),
+                }
+            },
+        )
+        .boxed();
+    // DELETE /api/whatsapp/accounts/{accountId}
+    let delete = warp::path!("api" / "whatsapp" / "accounts" / String)
+        .and(warp::delete())
+        .and(user(with_app.clone()))
+        .then(
+            |account_id: String, (app, identity): (App, Identity)| async move {
+                let account = match app.store.get(&account_id).await {
+                    Ok(Some(a)) if a.user_id == identity.user_id => a,
+                    Ok(_) => {
+                        return json_error(
+                            StatusCode::NOT_FOUND,
+                            ErrorCode::NotFound,
+                            "no such account",
+                        );
+                    }
+                    Err(e) => {
+                        return json_error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            ErrorCode::Internal,
+                            &e.to_string(),
+                        );
+                    }
+                };
+                let _ = app
+                    .supervisor
+                    .call(
+                        |reply| SupervisorMsg::Stop {
+                            session_id: account.session_id.clone(),
+                            mode: StopMode::Destroy,
+                            reply: Some(reply),
+                        },
+                        Some(Duration::from_secs(30)),
+                    )
+                    .await;
+                let profile = app
+                    .sessions_path
+                    .join(account.session_id.profile_dir_name());
+                let _ = tokio::fs::remove_dir_all(profile).await;
+                match app.store.delete(&account.id).await {
+                    Ok(()) => warp::reply::Reply::into_response(StatusCode::NO_CONTENT),
+                    Err(e) => json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::Internal,
+                        &e.to_string(),
+                    ),
+                }
+            },
+        )
+        .boxed();
+    // POST /api/whatsapp/sessions/{sessionId}/messages
+    let message = warp::path!("api" / "whatsapp" / "sessions" / String / "messages")
+        .and(warp::post())
+        .and(user(with_app.clone()))
+        .and(json_body())
+        .then(|session: String, (app, identity): (App, Identity), body: serde_json::Value| async move {
+            // The same checks as whatsapp:send.
+            let frame = json!({ "event": "whatsapp:send", "data": { "sessionId": session, "to": body.get("to"), "body": body.get("body") } });
+            let (to, text) = match protocol::parse_client_frame(&frame.to_string()) {
+                Ok(protocol::ClientFrame { request: protocol::Request::Send { to, body, .. }, .. }) => (to, body),
+                Ok(_) => unreachable!("a send frame parses as a send"),
+                Err(refusal) => return json_error(StatusCode::BAD_REQUEST, refusal.code, &refusal.message),
+            };
+            let Some(actor) = owned_session(&app, &session, &identity).await else {
+                return json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such session");
+            };
+            match actor
+                .call(|reply| SessionMsg::Send { to, body: text, reply }, Some(Duration::from_secs(30)))
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(Ok(sent))) => {
+                    json_reply(StatusCode::CREATED, json!({ "id": sent.id, "timestamp": sent.timestamp }))
+                }
+                Ok(ractor::rpc::CallResult::Success(Err(error))) => {
+                    json_error(status_of(error.code()), error.code(), &error.to_string())
+                }
+                _ => json_error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady, "the session did not answer"),
+            }
+        })
+        .boxed();
     // GET /
     let index = warp::path::end()
         .and(warp::get())
@@ -268,6 +396,12 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
         .or(accounts)
         .unify()
         .or(qr)
+        .unify()
+        .or(create)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(message)
         .unify()
         .or(index)
         .unify()
@@ -358,6 +492,36 @@ fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A JSON object body of at most 64 KiB.
+fn json_body()
+-> impl Filter<Extract = (serde_json::Value,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
+    warp::body::content_length_limit(64 * 1024)
+        .and(warp::body::bytes())
+        .and_then(|bytes: warp::hyper::body::Bytes| async move {
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+                _ => Err(warp::reject::custom(BadBody)),
+            }
+        })
+}
+
+#[derive(Debug)]
+struct BadBody;
+impl warp::reject::Reject for BadBody {}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::BadRequest | ErrorCode::UnknownEvent => StatusCode::BAD_REQUEST,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::AlreadyExists | ErrorCode::NotReady => StatusCode::CONFLICT,
+        ErrorCode::LimitReached | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 fn json_reply(status: StatusCode, value: serde_json::Value) -> Response {
     warp::reply::Reply::into_response(warp::reply::with_status(warp::reply::json(&value), status))
 }
@@ -377,6 +541,12 @@ fn unauthorized(error: &AuthError) -> Response {
 async fn rejection(rejection: warp::Rejection) -> Result<Response, Infallible> {
     Ok(if let Some(Unauthorized(error)) = rejection.find() {
         unauthorized(error)
+    } else if rejection.find::<BadBody>().is_some() {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "the body must be a JSON object",
+        )
     } else if rejection.is_not_found() {
         json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
