@@ -284,3 +284,68 @@ async fn a_restarted_server_restores_every_ready_session_without_a_qr() {
     server.stop().await;
     env.assert_no_chromium_left().await;
 }
+
+#[tokio::test]
+async fn a_panicking_session_actor_is_restarted_within_its_budget_then_parked() {
+    let env = Env::new().await;
+    let mut config = config();
+    config.supervisor.max_restarts = 1;
+    let server = Server::start(&env, config).await;
+    let mut a = server.connect("user-a").await;
+    let session_id = ready_session(&env, &mut a, "c").await;
+    let lookup = |server: &Server, session: &str| {
+        let gateway = server.app.gateway.clone();
+        let session_id = wa_supervisor::ids::SessionId::new(session).unwrap();
+        async move {
+            gateway
+                .call(
+                    |reply| wa_supervisor::gateway::GatewayMsg::Lookup {
+                        session_id,
+                        user: wa_supervisor::ids::UserId::new("user-a").unwrap(),
+                        reply,
+                    },
+                    Some(Duration::from_secs(5)),
+                )
+                .await
+                .unwrap()
+                .unwrap()
+                .expect("the session actor is routed")
+        }
+    };
+    let first = lookup(&server, &session_id).await;
+    first
+        .cast(wa_supervisor::session::actor::SessionMsg::Panic)
+        .unwrap();
+    // Restarted from the same profile: ready again, no QR.
+    let ready = a.expect("whatsapp:ready", WAIT).await;
+    assert_eq!(ready["data"]["sessionId"], session_id.as_str());
+    assert_eq!(
+        a.seen
+            .iter()
+            .filter(|f| f["event"] == "whatsapp:qr")
+            .count(),
+        1
+    );
+    let second = lookup(&server, &session_id).await;
+    assert_ne!(
+        first.get_id(),
+        second.get_id(),
+        "the gateway routes to the new actor"
+    );
+
+    second
+        .cast(wa_supervisor::session::actor::SessionMsg::Panic)
+        .unwrap();
+    let parked = a.expect("whatsapp:disconnected", WAIT).await;
+    assert_eq!(parked["data"]["reason"], "restart budget exhausted");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        server.app.snapshots().await.is_empty(),
+        "no further restarts"
+    );
+    env.assert_no_chromium_left().await;
+    a.send("whatsapp:status", json!({}), "st").await;
+    let status = a.expect("whatsapp:status", WAIT).await;
+    assert_eq!(status["data"]["accounts"][0]["status"], "error");
+    server.stop().await;
+}
