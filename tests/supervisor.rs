@@ -349,3 +349,48 @@ async fn a_panicking_session_actor_is_restarted_within_its_budget_then_parked() 
     assert_eq!(status["data"]["accounts"][0]["status"], "error");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_killed_chromium_or_a_stalled_page_recovers_by_itself_without_a_qr() {
+    let env = Env::new().await;
+    let mut config = config();
+    config.keepalive.heartbeat_interval = Duration::from_millis(500);
+    config.keepalive.call_timeout = Duration::from_secs(1);
+    config.keepalive.watchdog_timeout = Duration::from_secs(3);
+    let server = Server::start(&env, config).await;
+    let mut a = server.connect("user-a").await;
+    let session_id = ready_session(&env, &mut a, "c").await;
+
+    // Chromium killed: relaunched from the profile.
+    let pid = server.app.snapshots().await[0]
+        .chromium_pid
+        .expect("a chromium pid");
+    // SAFETY: SIGKILL to the Chromium this test's server started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let state = a.expect("whatsapp:state", WAIT).await;
+    assert_eq!(state["data"]["status"], "reconnecting");
+    let ready = a.expect("whatsapp:ready", WAIT).await;
+    assert_eq!(ready["data"]["sessionId"], session_id.as_str());
+    let new_pid = server.app.snapshots().await[0].chromium_pid.unwrap();
+    assert_ne!(pid, new_pid);
+
+    // The page stops answering: the watchdog notices and relaunches.
+    let (status, _) = env
+        .post(&format!("/phones/{PHONE}/stall"), json!({ "ms": 4000 }))
+        .await;
+    assert_eq!(status, 200);
+    let state = a.expect("whatsapp:state", WAIT).await;
+    assert_eq!(state["data"]["status"], "reconnecting");
+    a.expect("whatsapp:ready", WAIT).await;
+    assert_eq!(
+        a.seen
+            .iter()
+            .filter(|f| f["event"] == "whatsapp:qr")
+            .count(),
+        1,
+        "never a new QR"
+    );
+    assert_eq!(server.app.snapshots().await[0].reconnects, 2);
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+}

@@ -441,10 +441,22 @@ impl Driver {
         result.map(drop)
     }
 
+    /// Kills the process group now, without a crash event; for a browser that is already gone
+    /// or must go while someone else still holds the driver.
+    pub fn kill(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.process.kill();
+    }
+
     /// Closes the browser: politely, then by killing its process group. Emits no crash event.
     pub async fn close(mut self) {
         self.closing.store(true, Ordering::SeqCst);
         let pid = self.process.pid();
+        if self.process.exit_status().is_some() {
+            // Already gone (crashed or killed): nothing to be polite to; reap what is left.
+            self.process.kill();
+            return;
+        }
         let polite = tokio::time::timeout(CLOSE_GRACE, async {
             let _ = self.browser.close().await;
             self.process.exited().await

@@ -145,6 +145,8 @@ pub struct SessionState {
     activity: Option<JoinHandle<()>>,
     retry: Option<JoinHandle<()>>,
     last_heartbeat: Option<Instant>,
+    /// A heartbeat call is running; the next tick does not start another.
+    heartbeat_in_flight: bool,
     last_touch: Option<Instant>,
     /// The page's own socket dropped (OPENING/TIMEOUT) while Chromium lives.
     socket_down_since: Option<Instant>,
@@ -193,6 +195,7 @@ impl Actor for SessionActor {
             activity: None,
             retry: None,
             last_heartbeat: None,
+            heartbeat_in_flight: false,
             last_touch: None,
             socket_down_since: None,
             writes,
@@ -343,6 +346,7 @@ impl SessionState {
 
     fn launch(&mut self, myself: &ActorRef<SessionMsg>) {
         self.retry = None;
+        self.heartbeat_in_flight = false;
         self.generation += 1;
         let generation = self.generation;
         let options = self.launch_options();
@@ -606,6 +610,9 @@ impl SessionState {
                 .await;
             return;
         }
+        if std::mem::replace(&mut self.heartbeat_in_flight, true) {
+            return;
+        }
         let generation = self.generation;
         let myself = myself.clone();
         tokio::spawn(async move {
@@ -619,6 +626,7 @@ impl SessionState {
         myself: &ActorRef<SessionMsg>,
         result: Result<String, BrowserError>,
     ) {
+        self.heartbeat_in_flight = false;
         match result {
             Ok(_) => {
                 self.last_heartbeat = Some(Instant::now());
@@ -737,11 +745,12 @@ impl SessionState {
     }
 }
 
-/// Closes a driver politely when nobody else holds it; otherwise the last holder's drop kills it.
+/// Closes a driver politely when nobody else holds it; otherwise kills its browser now (the
+/// other holder, a page call, then fails at once and lets go).
 async fn close_driver(driver: Arc<Driver>) {
     match Arc::try_unwrap(driver) {
         Ok(driver) => driver.close().await,
-        Err(shared) => drop(shared),
+        Err(shared) => shared.kill(),
     }
 }
 
