@@ -67,6 +67,7 @@ impl App {
                 context: SessionContextSeed {
                     config: config.clone(),
                     store: parts.store.clone(),
+                    launcher: Arc::new(crate::session::browser::ChromiumLauncher),
                     executable: parts.executable,
                     sessions_path: parts.sessions_path,
                     simulator_args: parts.simulator_args,

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -47,6 +49,7 @@ pub struct SupervisorArgs {
 pub struct SessionContextSeed {
     pub config: Arc<crate::config::Config>,
     pub store: Arc<dyn crate::store::Store>,
+    pub launcher: Arc<dyn crate::session::browser::Launcher>,
     pub executable: std::path::PathBuf,
     pub sessions_path: std::path::PathBuf,
     pub simulator_args: Vec<String>,
@@ -98,6 +101,7 @@ impl Actor for RootSupervisor {
                 store: seed.store,
                 gateway: gateway.clone(),
                 launches,
+                launcher: seed.launcher,
                 executable: seed.executable,
                 sessions_path: seed.sessions_path,
                 simulator_args: seed.simulator_args,
@@ -234,7 +238,7 @@ impl Actor for RootSupervisor {
                     actor: cell.get_id(),
                 });
                 tracing::error!(%session_id, %error, "session actor failed");
-                if child.budget.try_restart(Instant::now()) {
+                if child.budget.try_restart(Instant::now().into_std()) {
                     child.restarts += 1;
                     let restarts = child.restarts;
                     state

@@ -7,17 +7,18 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::browser::{Launched, Launcher, SessionBrowser};
 use super::policy::{Status, retry_delay, with_jitter};
-use crate::browser::{
-    BrowserError, DisconnectReason, Driver, DriverEvent, LaunchOptions, SentMessage,
-};
+use crate::browser::{BrowserError, DisconnectReason, DriverEvent, LaunchOptions, SentMessage};
 use crate::config::Config;
 use crate::gateway::GatewayMsg;
 use crate::ids::{SessionId, UserId};
@@ -62,7 +63,10 @@ pub enum SessionMsg {
     Panic,
 }
 
-pub type LaunchResult = Result<(Driver, mpsc::UnboundedReceiver<DriverEvent>), BrowserError>;
+pub type LaunchResult = Result<Launched, BrowserError>;
+
+/// The session's browser; shared only while one page call runs in a spawned task.
+type Browser = Arc<Box<dyn SessionBrowser>>;
 
 /// How a session stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +116,7 @@ pub struct SessionContext {
     pub store: Arc<dyn Store>,
     pub gateway: ActorRef<GatewayMsg>,
     pub launches: Arc<Semaphore>,
+    pub launcher: Arc<dyn Launcher>,
     pub executable: PathBuf,
     pub sessions_path: PathBuf,
     /// Switches pointing Chromium at the simulator; empty in production.
@@ -132,7 +137,7 @@ pub struct SessionState {
     user_id: UserId,
     status: Status,
     since: Instant,
-    driver: Option<Arc<Driver>>,
+    driver: Option<Browser>,
     /// Bumped at every launch; messages of older drivers are ignored.
     generation: u64,
     pump: Option<JoinHandle<()>>,
@@ -351,10 +356,11 @@ impl SessionState {
         let generation = self.generation;
         let options = self.launch_options();
         let launches = self.context.launches.clone();
+        let launcher = self.context.launcher.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
             let result = match launches.acquire_owned().await {
-                Ok(_permit) => Driver::launch(&options).await,
+                Ok(_permit) => launcher.launch(options).await,
                 Err(_) => Err(BrowserError::Gone),
             };
             let launched = SessionMsg::Launched {
@@ -747,7 +753,7 @@ impl SessionState {
 
 /// Closes a driver politely when nobody else holds it; otherwise kills its browser now (the
 /// other holder, a page call, then fails at once and lets go).
-async fn close_driver(driver: Arc<Driver>) {
+async fn close_driver(driver: Browser) {
     match Arc::try_unwrap(driver) {
         Ok(driver) => driver.close().await,
         Err(shared) => shared.kill(),
