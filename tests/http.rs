@@ -146,16 +146,27 @@ async fn accounts_qr_png_messages_and_delete_over_http() {
     .await;
     assert_eq!(status, 404, "another user's account cannot be deleted");
 
-    let (status, body) = call(
-        &server,
-        reqwest::Method::GET,
-        "/api/whatsapp/accounts",
-        "user-a",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(json_of(&body)["accounts"][0]["status"], "ready");
+    // The stored row follows the events by a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = call(
+            &server,
+            reqwest::Method::GET,
+            "/api/whatsapp/accounts",
+            "user-a",
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        if json_of(&body)["accounts"][0]["status"] == "ready" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the row shows ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let (status, _) = call(
         &server,
