@@ -160,3 +160,54 @@ async fn a_flood_is_rate_limited_then_closed_without_touching_other_connections(
     assert_eq!(calm.expect("pong", WAIT).await["ref"], "calm");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn expired_tokens_and_foreign_origins_are_refused() {
+    let env = Env::new().await;
+    let mut config = config();
+    config.server.cors_origins = vec!["https://dash.example".into()];
+    let server = Server::start(&env, config).await;
+    let secret = wa_supervisor::auth::jwt_secret(None, env.dir.path()).unwrap();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "user-a", "exp": 1_600_000_000u64}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let request = |token: &str, origin: Option<&str>| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/ws", server.addr)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        request
+    };
+    let status_of = |result: Result<_, tokio_tungstenite::tungstenite::Error>| match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Ok(_) => 101,
+        Err(other) => panic!("{other}"),
+    };
+    let good = server.token("user-a");
+    let cases = [
+        (expired.as_str(), Some("https://dash.example"), 401),
+        (good.as_str(), None, 403),
+        (good.as_str(), Some("https://evil.example"), 403),
+        (good.as_str(), Some("https://dash.example"), 101),
+    ];
+    for (token, origin, expected) in cases {
+        let got = status_of(
+            tokio_tungstenite::connect_async(request(token, origin))
+                .await
+                .map(|_| ()),
+        );
+        assert_eq!(got, expected, "origin {origin:?}");
+    }
+    server.stop().await;
+}

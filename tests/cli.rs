@@ -92,3 +92,60 @@ fn check_finds_chromium_and_a_writable_data_directory() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("apt-get install -y chromium"));
 }
+
+#[test]
+fn serve_with_sim_answers_health_and_the_simulator_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
+    let http = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let sim = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let mut child = wa()
+        .args([
+            "serve",
+            "--sim",
+            "--listen",
+            &format!("127.0.0.1:{http}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("WA__SIM__LISTEN", format!("127.0.0.1:{sim}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", http)).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let health = loop {
+        if let Some(text) = get("/health") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve answers within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    let devices = get("/__sim/devices").unwrap();
+    assert!(
+        devices.contains("\"devices\":[]"),
+        "the simulator's control API is mounted: {devices}"
+    );
+    // SAFETY: SIGTERM to the server this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    assert!(dir.path().join("wa-supervisor.db").exists());
+    assert!(dir.path().join("jwt-secret").exists());
+}
