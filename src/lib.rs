@@ -14,6 +14,7 @@
 //! - [`gateway`]: WebSocket connections per user, ownership checks, routing.
 //! - [`store`]: the accounts table; the embedded SQLite backend.
 //! - [`qr`]: QR codes as PNG.
+//! - [`metrics`]: counters and the background sample of each session's Chromium memory and CPU.
 //! - [`sim`]: the WhatsApp Web simulator (page, page socket, `/__sim` control API).
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod ids;
+pub mod metrics;
 pub mod protocol;
 pub mod qr;
 pub mod server;

@@ -42,8 +42,14 @@ pub struct App {
     pub gateway: ActorRef<GatewayMsg>,
     pub jwt: Jwt,
     pub sessions_path: PathBuf,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Turns true when the server shuts down: every connection closes with 1001.
+    closing: tokio::sync::watch::Sender<bool>,
     next_conn: Arc<AtomicU64>,
 }
+
+/// How often the background sampler reads each session's Chromium memory and CPU.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// What `App::start` needs besides the configuration.
 pub struct AppParts {
@@ -60,6 +66,7 @@ impl App {
     pub async fn start(parts: AppParts) -> anyhow::Result<App> {
         let config = Arc::new(parts.config);
         let sessions_path = parts.sessions_path.clone();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -68,6 +75,7 @@ impl App {
                     config: config.clone(),
                     store: parts.store.clone(),
                     launcher: Arc::new(crate::session::browser::ChromiumLauncher),
+                    metrics: metrics.clone(),
                     executable: parts.executable,
                     sessions_path: parts.sessions_path,
                     simulator_args: parts.simulator_args,
@@ -76,15 +84,32 @@ impl App {
         )
         .await?;
         let gateway = gateway_of(&supervisor).await?;
-        Ok(App {
+        let app = App {
             config,
             store: parts.store,
             supervisor,
             gateway,
             jwt: Jwt::new(&parts.jwt_secret),
             sessions_path,
+            metrics,
+            closing: tokio::sync::watch::channel(false).0,
             next_conn: Arc::new(AtomicU64::new(1)),
-        })
+        };
+        tokio::spawn(sample(app.clone()));
+        Ok(app)
+    }
+
+    /// Every session with its last sampled memory and CPU.
+    pub async fn sessions_with_usage(&self) -> Vec<(SessionSnapshot, crate::metrics::Usage)> {
+        let usage = self.metrics.usage_of();
+        self.snapshots()
+            .await
+            .into_iter()
+            .map(|s| {
+                let u = usage.get(&s.session_id).copied().unwrap_or_default();
+                (s, u)
+            })
+            .collect()
     }
 
     /// Restores every stored session that was connected; returns how many.
@@ -111,13 +136,40 @@ impl App {
         }
     }
 
-    /// Closes every browser (stored statuses kept) and stops the actors.
+    /// Closes every WebSocket (1001), then every browser (stored statuses kept; store writes
+    /// flushed), and stops the actors.
     pub async fn shutdown(&self) {
+        let _ = self.closing.send(true);
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let timeout = self.config.supervisor.shutdown_timeout + Duration::from_secs(5);
         let _ = self
             .supervisor
             .call(SupervisorMsg::Shutdown, Some(timeout))
             .await;
+    }
+}
+
+/// The background sampler: each session's Chromium tree, every `SAMPLE_EVERY`, off any request.
+async fn sample(app: App) {
+    let mut closing = app.closing.subscribe();
+    loop {
+        let snapshots = app.snapshots().await;
+        let sample = tokio::task::spawn_blocking(move || {
+            snapshots
+                .into_iter()
+                .map(|s| {
+                    let usage = crate::metrics::tree_usage(&s.profile_dir);
+                    (s, usage)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        app.metrics.set_sample(sample);
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = closing.changed() => return,
+        }
     }
 }
 
@@ -382,6 +434,98 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
             }
         })
         .boxed();
+    // GET /metrics
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app.clone())
+        .map(|app: App| {
+            warp::http::Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(app.metrics.render().into())
+                .expect("static response")
+        })
+        .boxed();
+    // GET /admin/sessions
+    let admin_list = warp::path!("admin" / "sessions")
+        .and(warp::get())
+        .and(admin(with_app.clone()))
+        .then(|app: App| async move {
+            let sessions: Vec<serde_json::Value> = app
+                .sessions_with_usage()
+                .await
+                .into_iter()
+                .map(|(s, u)| {
+                    json!({
+                        "session_id": s.session_id,
+                        "user_id": s.user_id,
+                        "status": s.status,
+                        "since": s.since,
+                        "restarts": s.restarts,
+                        "reconnects": s.reconnects,
+                        "chromium_pid": s.chromium_pid,
+                        "pss_bytes": u.pss_bytes,
+                        "cpu_seconds": u.cpu_seconds,
+                        "last_heartbeat": s.last_heartbeat,
+                    })
+                })
+                .collect();
+            json_reply(StatusCode::OK, json!({ "sessions": sessions }))
+        })
+        .boxed();
+    // POST /admin/sessions/{sessionId}/restart and /stop
+    let admin_action = warp::path!("admin" / "sessions" / String / String)
+        .and(warp::post())
+        .and(admin(with_app.clone()))
+        .then(|session: String, action: String, app: App| async move {
+            let Ok(session_id) = SessionId::new(&session) else {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    "no such session",
+                );
+            };
+            let found = match action.as_str() {
+                "restart" => {
+                    app.supervisor
+                        .call(
+                            |reply| SupervisorMsg::Restart { session_id, reply },
+                            Some(Duration::from_secs(30)),
+                        )
+                        .await
+                }
+                "stop" => {
+                    app.supervisor
+                        .call(
+                            |reply| SupervisorMsg::Stop {
+                                session_id,
+                                mode: StopMode::Park,
+                                reply: Some(reply),
+                            },
+                            Some(Duration::from_secs(30)),
+                        )
+                        .await
+                }
+                _ => {
+                    return json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");
+                }
+            };
+            match found {
+                Ok(ractor::rpc::CallResult::Success(true)) => {
+                    json_reply(StatusCode::OK, json!({ "ok": true }))
+                }
+                Ok(ractor::rpc::CallResult::Success(false)) => json_error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    "no such running session",
+                ),
+                _ => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "the supervisor did not answer",
+                ),
+            }
+        })
+        .boxed();
     // GET /
     let index = warp::path::end()
         .and(warp::get())
@@ -403,6 +547,12 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
         .or(delete)
         .unify()
         .or(message)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(admin_list)
+        .unify()
+        .or(admin_action)
         .unify()
         .or(index)
         .unify()
@@ -448,6 +598,38 @@ fn user(
             }
         })
 }
+
+/// The admin bearer token, compared in constant time; no token configured → 403.
+fn admin(
+    with_app: impl Filter<Extract = (App,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (App,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    with_app
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(|app: App, authorization: Option<String>| async move {
+            let Some(expected) = app.config.auth.admin_token.clone() else {
+                return Err(warp::reject::custom(AdminDisabled));
+            };
+            let given = token_from("", authorization.as_deref());
+            if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+                Ok(app)
+            } else {
+                Err(warp::reject::custom(Unauthorized(AuthError::Invalid)))
+            }
+        })
+}
+
+/// Equal bytes, in time that depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
+    }
+    diff == 0 && !a.is_empty()
+}
+
+#[derive(Debug)]
+struct AdminDisabled;
+impl warp::reject::Reject for AdminDisabled {}
 
 #[derive(Debug)]
 struct Unauthorized(AuthError);
@@ -542,6 +724,12 @@ fn unauthorized(error: &AuthError) -> Response {
 async fn rejection(rejection: warp::Rejection) -> Result<Response, Infallible> {
     Ok(if let Some(Unauthorized(error)) = rejection.find() {
         unauthorized(error)
+    } else if rejection.find::<AdminDisabled>().is_some() {
+        json_error(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Unauthorized,
+            "the admin API is off: set auth.admin_token",
+        )
     } else if rejection.find::<BadBody>().is_some() {
         json_error(
             StatusCode::BAD_REQUEST,
@@ -587,12 +775,18 @@ async fn connection(socket: WebSocket, app: App, identity: Identity) {
     {
         return;
     }
+    app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    let mut closing = app.closing.subscribe();
     let (mut sink, mut inbound) = socket.split();
     let mut tokens = RATE_BURST;
     let mut refilled = Instant::now();
     let mut strikes = 0u32;
     let close = loop {
+        if *closing.borrow() {
+            break Some((1001, "server shutting down"));
+        }
         tokio::select! {
+            _ = closing.changed() => continue,
             out = outbound.recv() => match out {
                 Some(Outbound::Text(text)) => {
                     if sink.send(Message::text(text)).await.is_err() {
@@ -661,6 +855,7 @@ async fn connection(socket: WebSocket, app: App, identity: Identity) {
         }
     };
     let _ = app.gateway.cast(GatewayMsg::Disconnect { conn });
+    app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
     if let Some((code, reason)) = close {
         let _ = sink.send(Message::close_with(code, reason)).await;
     }
@@ -684,6 +879,20 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_tokens_compare_exactly() {
+        assert!(constant_time_eq(b"s3cret-token", b"s3cret-token"));
+        for other in [
+            &b"s3cret-tokem"[..],
+            b"s3cret-toke",
+            b"s3cret-token!",
+            b"",
+            b"S3CRET-TOKEN",
+        ] {
+            assert!(!constant_time_eq(other, b"s3cret-token"), "{other:?}");
+        }
+    }
 
     #[test]
     fn tokens_come_from_the_query_or_a_bearer_header() {

@@ -31,6 +31,12 @@ pub enum SupervisorMsg {
         mode: StopMode,
         reply: Option<RpcReplyPort<bool>>,
     },
+    /// An operator's restart: the actor stops (browser closed, status kept) and a fresh one
+    /// starts from the same profile. Answers whether the session was running.
+    Restart {
+        session_id: SessionId,
+        reply: RpcReplyPort<bool>,
+    },
     /// Start every stored session whose status is restorable, `restore_concurrency` at a time.
     Restore(RpcReplyPort<usize>),
     Snapshots(RpcReplyPort<Vec<SessionSnapshot>>),
@@ -50,6 +56,7 @@ pub struct SessionContextSeed {
     pub config: Arc<crate::config::Config>,
     pub store: Arc<dyn crate::store::Store>,
     pub launcher: Arc<dyn crate::session::browser::Launcher>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub executable: std::path::PathBuf,
     pub sessions_path: std::path::PathBuf,
     pub simulator_args: Vec<String>,
@@ -102,6 +109,7 @@ impl Actor for RootSupervisor {
                 gateway: gateway.clone(),
                 launches,
                 launcher: seed.launcher,
+                metrics: seed.metrics,
                 executable: seed.executable,
                 sessions_path: seed.sessions_path,
                 simulator_args: seed.simulator_args,
@@ -156,6 +164,30 @@ impl Actor for RootSupervisor {
                     let _ = reply.send(found);
                 }
             }
+            SupervisorMsg::Restart { session_id, reply } => {
+                let Some(child) = state.children.remove(&session_id) else {
+                    let _ = reply.send(false);
+                    return Ok(());
+                };
+                let _ = child
+                    .actor
+                    .call(
+                        |reply| SessionMsg::Stop {
+                            mode: StopMode::Shutdown,
+                            reply: Some(reply),
+                        },
+                        Some(Duration::from_secs(15)),
+                    )
+                    .await;
+                let _ = state.gateway.cast(GatewayMsg::SessionDown {
+                    session_id: session_id.clone(),
+                    actor: child.actor.get_id(),
+                });
+                state
+                    .spawn(&myself, child.account, child.budget, child.restarts, None)
+                    .await;
+                let _ = reply.send(true);
+            }
             SupervisorMsg::Restore(reply) => {
                 let store = state.context.store.clone();
                 let concurrency = state.context.config.sessions.restore_concurrency as usize;
@@ -180,15 +212,19 @@ impl Actor for RootSupervisor {
                 });
             }
             SupervisorMsg::Snapshots(reply) => {
-                let actors: Vec<ActorRef<SessionMsg>> =
-                    state.children.values().map(|c| c.actor.clone()).collect();
+                let actors: Vec<(ActorRef<SessionMsg>, u32)> = state
+                    .children
+                    .values()
+                    .map(|c| (c.actor.clone(), c.restarts))
+                    .collect();
                 tokio::spawn(async move {
                     let mut snapshots = Vec::new();
-                    for actor in actors {
-                        if let Ok(ractor::rpc::CallResult::Success(s)) = actor
+                    for (actor, restarts) in actors {
+                        if let Ok(ractor::rpc::CallResult::Success(mut s)) = actor
                             .call(SessionMsg::Snapshot, Some(Duration::from_secs(5)))
                             .await
                         {
+                            s.restarts = restarts;
                             snapshots.push(s);
                         }
                     }
@@ -240,6 +276,7 @@ impl Actor for RootSupervisor {
                 tracing::error!(%session_id, %error, "session actor failed");
                 if child.budget.try_restart(Instant::now().into_std()) {
                     child.restarts += 1;
+                    crate::metrics::Metrics::count(&state.context.metrics.restarts);
                     let restarts = child.restarts;
                     state
                         .spawn(&myself, child.account, child.budget, restarts, None)

@@ -103,9 +103,14 @@ pub struct SessionSnapshot {
     pub session_id: SessionId,
     pub user_id: UserId,
     pub status: Status,
-    pub since_secs: u64,
+    /// When the current status began (RFC 3339).
+    pub since: String,
+    /// Restarts of this session's actor (filled in by the supervisor).
+    pub restarts: u32,
     pub reconnects: u32,
     pub chromium_pid: Option<u32>,
+    /// The last successful heartbeat (RFC 3339).
+    pub last_heartbeat: Option<String>,
     pub profile_dir: PathBuf,
 }
 
@@ -117,6 +122,7 @@ pub struct SessionContext {
     pub gateway: ActorRef<GatewayMsg>,
     pub launches: Arc<Semaphore>,
     pub launcher: Arc<dyn Launcher>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub executable: PathBuf,
     pub sessions_path: PathBuf,
     /// Switches pointing Chromium at the simulator; empty in production.
@@ -137,6 +143,8 @@ pub struct SessionState {
     user_id: UserId,
     status: Status,
     since: Instant,
+    since_wall: std::time::SystemTime,
+    last_heartbeat_wall: Option<std::time::SystemTime>,
     driver: Option<Browser>,
     /// Bumped at every launch; messages of older drivers are ignored.
     generation: u64,
@@ -189,6 +197,8 @@ impl Actor for SessionActor {
             user_id: args.user_id,
             status: Status::Initializing,
             since: Instant::now(),
+            since_wall: std::time::SystemTime::now(),
+            last_heartbeat_wall: None,
             driver: None,
             generation: 0,
             pump: None,
@@ -322,6 +332,7 @@ impl SessionState {
     ) {
         if status != self.status || status == Status::Initializing {
             self.since = Instant::now();
+            self.since_wall = std::time::SystemTime::now();
         }
         self.status = status;
         let error_message = if status == Status::Error {
@@ -418,6 +429,7 @@ impl SessionState {
         match event {
             DriverEvent::Qr(qr) => {
                 self.qr_count += 1;
+                crate::metrics::Metrics::count(&self.context.metrics.qr_codes);
                 let max = self.context.config.whatsapp.qr_max_retries;
                 if self.qr_count > max {
                     self.permanent_loss("QR_TIMEOUT", ErrorCode::QrTimeout, false)
@@ -466,13 +478,16 @@ impl SessionState {
                 });
                 self.start_keepalive(myself);
             }
-            DriverEvent::Message(message) => self.send_owner(ServerEvent::Message {
-                session_id,
-                id: message.id,
-                from: message.from,
-                body: message.body,
-                timestamp: message.timestamp,
-            }),
+            DriverEvent::Message(message) => {
+                crate::metrics::Metrics::count(&self.context.metrics.messages_in);
+                self.send_owner(ServerEvent::Message {
+                    session_id,
+                    id: message.id,
+                    from: message.from,
+                    body: message.body,
+                    timestamp: message.timestamp,
+                })
+            }
             DriverEvent::StateChanged(state) => match state.as_str() {
                 "OPENING" | "TIMEOUT" | "PAIRING"
                     if matches!(self.status, Status::Ready | Status::Reconnecting)
@@ -480,6 +495,7 @@ impl SessionState {
                 {
                     self.socket_down_since = Some(Instant::now());
                     self.reconnects += 1;
+                    crate::metrics::Metrics::count(&self.context.metrics.reconnects);
                     self.set_status(Status::Reconnecting, Some(format!("socket {state}")), None);
                 }
                 "CONNECTED" if self.socket_down_since.is_some() => {
@@ -554,6 +570,7 @@ impl SessionState {
             return;
         }
         self.reconnects += 1;
+        crate::metrics::Metrics::count(&self.context.metrics.reconnects);
         let delay = with_jitter(
             retry_delay(self.attempt, reconnect.base_delay, reconnect.max_delay),
             rand::random::<f64>(),
@@ -636,6 +653,7 @@ impl SessionState {
         match result {
             Ok(_) => {
                 self.last_heartbeat = Some(Instant::now());
+                self.last_heartbeat_wall = Some(std::time::SystemTime::now());
                 if self
                     .last_touch
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
@@ -675,11 +693,15 @@ impl SessionState {
                 return;
             }
         };
+        let metrics = self.context.metrics.clone();
         tokio::spawn(async move {
             let result = driver
                 .send_text(&to, &body)
                 .await
                 .map_err(|e| SessionError::Browser(e.to_string()));
+            if result.is_ok() {
+                crate::metrics::Metrics::count(&metrics.messages_out);
+            }
             let _ = reply.send(result);
         });
     }
@@ -743,9 +765,11 @@ impl SessionState {
             session_id: self.session_id.clone(),
             user_id: self.user_id.clone(),
             status: self.status,
-            since_secs: self.since.elapsed().as_secs(),
+            since: rfc3339(self.since_wall),
+            restarts: 0,
             reconnects: self.reconnects,
             chromium_pid: self.driver.as_ref().map(|d| d.pid()),
+            last_heartbeat: self.last_heartbeat_wall.map(rfc3339),
             profile_dir: self.profile_dir(),
         }
     }
@@ -788,6 +812,10 @@ async fn write_in_order(
             }
         }
     }
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 fn unix_millis() -> i64 {
