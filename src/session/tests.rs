@@ -181,6 +181,7 @@ impl Harness {
                     launcher: Arc::new(FakeLauncher {
                         launches: launches_tx,
                     }),
+                    metrics: Arc::default(),
                     executable: "/nonexistent/chromium".into(),
                     sessions_path: std::env::temp_dir().join("wa-supervisor-unit"),
                     simulator_args: Vec::new(),
