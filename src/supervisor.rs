@@ -105,11 +105,12 @@ impl Actor for RootSupervisor {
         Ok(SupervisorState {
             context: SessionContext {
                 config: seed.config,
-                store: seed.store,
+                store: seed.store.clone(),
                 gateway: gateway.clone(),
                 launches,
                 launcher: seed.launcher,
                 metrics: seed.metrics,
+                writes: Arc::new(crate::store::writes::StoreWrites::new(seed.store.clone())),
                 executable: seed.executable,
                 sessions_path: seed.sessions_path,
                 simulator_args: seed.simulator_args,
@@ -348,19 +349,15 @@ impl SupervisorState {
 
     /// Parks a session in `error` and tells its owner.
     fn park(&self, account: &Account, why: &str) {
-        let store = self.context.store.clone();
-        let session_id = account.session_id.clone();
-        let why_owned = why.to_owned();
-        tokio::spawn(async move {
-            let update = StatusUpdate {
+        // Through the session's own queue, so it lands after anything its actors still wrote.
+        self.context.writes.status(
+            &account.session_id,
+            StatusUpdate {
                 status: Status::Error,
-                error_message: Some(why_owned),
+                error_message: Some(why.to_owned()),
                 identity: None,
-            };
-            if let Err(error) = store.update_status(&session_id, update).await {
-                tracing::error!(%session_id, %error, "cannot record the parked status");
-            }
-        });
+            },
+        );
         for event in [
             ServerEvent::State {
                 session_id: account.session_id.clone(),

@@ -377,8 +377,17 @@ async fn a_killed_chromium_or_a_stalled_page_recovers_by_itself_without_a_qr() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let state = a.expect("whatsapp:state", WAIT).await;
     assert_eq!(state["data"]["status"], "reconnecting");
+    let (status, posted) = env
+        .post(
+            &format!("/phones/{PHONE}/messages"),
+            json!({ "from": "34699000111", "body": "sent while chromium was down" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{posted}");
     let ready = a.expect("whatsapp:ready", WAIT).await;
     assert_eq!(ready["data"]["sessionId"], session_id.as_str());
+    let message = a.expect("whatsapp:message", WAIT).await;
+    assert_eq!(message["data"]["body"], "sent while chromium was down");
     let new_pid = server.app.snapshots().await[0].chromium_pid.unwrap();
     assert_ne!(pid, new_pid);
 
@@ -399,6 +408,56 @@ async fn a_killed_chromium_or_a_stalled_page_recovers_by_itself_without_a_qr() {
         "never a new QR"
     );
     assert_eq!(server.app.snapshots().await[0].reconnects, 2);
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+}
+
+#[tokio::test]
+async fn four_of_ten_chromiums_killed_at_once_all_come_back_ready() {
+    let env = Env::new().await;
+    let server = Server::start(&env, config()).await;
+    let mut a = server.connect("user-a").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(ready_session(&env, &mut a, &format!("c{i}")).await);
+    }
+    let snapshots = server.app.snapshots().await;
+    let victims: Vec<u32> = snapshots
+        .iter()
+        .take(4)
+        .map(|s| s.chromium_pid.unwrap())
+        .collect();
+    for pid in &victims {
+        // SAFETY: SIGKILL to Chromium processes this test's server started.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let snapshots = server.app.snapshots().await;
+        let ready = snapshots
+            .iter()
+            .filter(|s| s.status.as_str() == "ready")
+            .count();
+        let relaunched = snapshots
+            .iter()
+            .all(|s| !victims.contains(&s.chromium_pid.unwrap_or(0)));
+        if ready == 10 && relaunched {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "all 10 ready again within 90 s: {snapshots:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        a.seen
+            .iter()
+            .filter(|f| f["event"] == "whatsapp:qr")
+            .count(),
+        10,
+        "no new QR"
+    );
     server.stop().await;
     env.assert_no_chromium_left().await;
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use super::browser::{Launched, Launcher, SessionBrowser};
@@ -123,6 +123,7 @@ pub struct SessionContext {
     pub launches: Arc<Semaphore>,
     pub launcher: Arc<dyn Launcher>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub writes: Arc<crate::store::writes::StoreWrites>,
     pub executable: PathBuf,
     pub sessions_path: PathBuf,
     /// Switches pointing Chromium at the simulator; empty in production.
@@ -163,14 +164,7 @@ pub struct SessionState {
     last_touch: Option<Instant>,
     /// The page's own socket dropped (OPENING/TIMEOUT) while Chromium lives.
     socket_down_since: Option<Instant>,
-    writes: mpsc::UnboundedSender<StoreWrite>,
-    writer: JoinHandle<()>,
     settled: Option<oneshot::Sender<Status>>,
-}
-
-enum StoreWrite {
-    Status(StatusUpdate),
-    Touch,
 }
 
 pub struct SessionActor;
@@ -185,12 +179,6 @@ impl Actor for SessionActor {
         _myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let (writes, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(write_in_order(
-            args.context.store.clone(),
-            args.session_id.clone(),
-            queue,
-        ));
         Ok(SessionState {
             context: args.context,
             session_id: args.session_id,
@@ -213,8 +201,6 @@ impl Actor for SessionActor {
             heartbeat_in_flight: false,
             last_touch: None,
             socket_down_since: None,
-            writes,
-            writer,
             settled: args.settled,
         })
     }
@@ -238,10 +224,12 @@ impl Actor for SessionActor {
         if let Some(driver) = state.driver.take() {
             close_driver(driver).await;
         }
-        // Let queued store writes finish; the writer ends when its queue closes.
-        let (closed, _) = mpsc::unbounded_channel();
-        drop(std::mem::replace(&mut state.writes, closed));
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut state.writer).await;
+        // Let queued store writes land before the actor is gone.
+        state
+            .context
+            .writes
+            .flush(&state.session_id, Duration::from_secs(5))
+            .await;
         Ok(())
     }
 
@@ -340,11 +328,14 @@ impl SessionState {
         } else {
             None
         };
-        let _ = self.writes.send(StoreWrite::Status(StatusUpdate {
-            status,
-            error_message,
-            identity,
-        }));
+        self.context.writes.status(
+            &self.session_id,
+            StatusUpdate {
+                status,
+                error_message,
+                identity,
+            },
+        );
         self.send_owner(ServerEvent::State {
             session_id: self.session_id.clone(),
             status,
@@ -659,7 +650,9 @@ impl SessionState {
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
                 {
                     self.last_touch = Some(Instant::now());
-                    let _ = self.writes.send(StoreWrite::Touch);
+                    self.context
+                        .writes
+                        .send(&self.session_id, crate::store::writes::Write::Touch);
                 }
             }
             Err(BrowserError::Timeout { .. }) => {
@@ -781,36 +774,6 @@ async fn close_driver(driver: Browser) {
     match Arc::try_unwrap(driver) {
         Ok(driver) => driver.close().await,
         Err(shared) => shared.kill(),
-    }
-}
-
-/// Applies one session's store writes in order; a failed write is retried until it succeeds,
-/// so the latest status always lands last.
-async fn write_in_order(
-    store: Arc<dyn Store>,
-    session_id: SessionId,
-    mut queue: mpsc::UnboundedReceiver<StoreWrite>,
-) {
-    while let Some(write) = queue.recv().await {
-        let mut attempt = 0;
-        loop {
-            let result = match &write {
-                StoreWrite::Status(update) => {
-                    store.update_status(&session_id, update.clone()).await
-                }
-                StoreWrite::Touch => store.touch(&session_id).await,
-            };
-            match result {
-                Ok(()) => break,
-                Err(error) => {
-                    attempt += 1;
-                    let delay =
-                        retry_delay(attempt, Duration::from_millis(200), Duration::from_secs(30));
-                    tracing::warn!(%session_id, %error, attempt, "store write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
     }
 }
 

@@ -60,6 +60,10 @@ pub enum FromPage {
     Presence {
         available: bool,
     },
+    /// The page has stored an incoming message; until then the server keeps it for redelivery.
+    MsgAck {
+        id: String,
+    },
 }
 
 /// Public key material a page shows in its QR string.
@@ -153,6 +157,8 @@ struct Device {
     pairing: Option<(String, String)>,
     conflicts: u32,
     pending: VecDeque<IncomingMsg>,
+    /// Sent to the page, not yet acknowledged: redelivered if the connection drops first.
+    unacked: VecDeque<IncomingMsg>,
     presence_available: bool,
 }
 
@@ -283,6 +289,10 @@ impl SimState {
         if let Some(device) = self.devices.get_mut(&c.device)
             && device.conn == Some(conn)
         {
+            // What the page never acknowledged goes back in front of the queue.
+            while let Some(msg) = device.unacked.pop_back() {
+                device.pending.push_front(msg);
+            }
             device.conn = None;
             device.qr_ref = None;
             device.pairing = None;
@@ -326,6 +336,13 @@ impl SimState {
                 let epoch = d.epoch;
                 self.rotate(conn);
                 return Some(epoch);
+            }
+            FromPage::MsgAck { id } => {
+                if let Some(device) = self.device_of(conn)
+                    && let Some(d) = self.devices.get_mut(&device)
+                {
+                    d.unacked.retain(|m| m.id != id);
+                }
             }
             FromPage::Presence { available } => {
                 if let Some(device) = self.device_of(conn)
@@ -373,6 +390,7 @@ impl SimState {
             }
             let phone = device.link.as_ref().expect("linked").phone.clone();
             let pending: Vec<IncomingMsg> = device.pending.drain(..).collect();
+            device.unacked.extend(pending.iter().cloned());
             if let Some(old) = older {
                 self.send(
                     Some(old),
@@ -405,6 +423,7 @@ impl SimState {
                 pairing: None,
                 conflicts: 0,
                 pending: VecDeque::new(),
+                unacked: VecDeque::new(),
                 presence_available: false,
             });
         // A page that lost its credentials while the server still links it logs in anew.
@@ -613,6 +632,11 @@ impl SimState {
             let conn = self.devices[&id].conn;
             if self.send(conn, ToPage::Msg(msg.clone())) {
                 delivered += 1;
+                self.devices
+                    .get_mut(&id)
+                    .expect("device")
+                    .unacked
+                    .push_back(msg.clone());
             } else {
                 self.devices
                     .get_mut(&id)
@@ -748,7 +772,7 @@ impl SimState {
                     qr_ref: d.qr_ref.clone(),
                     qr_count: d.qr_count,
                     conflicts: d.conflicts,
-                    pending: d.pending.len(),
+                    pending: d.pending.len() + d.unacked.len(),
                     presence_available: d.presence_available,
                 }
             })
@@ -865,7 +889,40 @@ mod tests {
         hello(&mut s, conn2, "d1", Some(creds));
         let frames = drain(&mut rx2);
         assert!(matches!(frames[0], ToPage::Connected { .. }), "{frames:?}");
-        assert!(matches!(&frames[1], ToPage::Msg(m) if m.body == "hola"));
+        let ToPage::Msg(msg) = &frames[1] else {
+            panic!("{frames:?}")
+        };
+        assert_eq!(msg.body, "hola");
+        assert_eq!(
+            s.devices()[0].pending,
+            1,
+            "kept until the page acknowledges it"
+        );
+        s.handle(conn2, FromPage::MsgAck { id: msg.id.clone() });
+        assert_eq!(s.devices()[0].pending, 0);
+    }
+
+    #[test]
+    fn unacknowledged_messages_are_redelivered_after_a_drop() {
+        let mut s = SimState::default();
+        let (conn, mut rx, creds) = paired(&mut s);
+        let (id, delivered, _) = s.incoming("34600111222", "34699000111", "uno").unwrap();
+        assert_eq!(delivered, 1);
+        let (acked, _, _) = s.incoming("34600111222", "34699000111", "dos").unwrap();
+        s.handle(conn, FromPage::MsgAck { id: acked });
+        drain(&mut rx);
+        s.close(conn); // the page died before storing "uno"
+        let (conn2, mut rx2) = page(&mut s);
+        hello(&mut s, conn2, "d1", Some(creds));
+        let bodies: Vec<String> = drain(&mut rx2)
+            .into_iter()
+            .filter_map(|f| match f {
+                ToPage::Msg(m) => Some(m.body),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bodies, ["uno"], "only the unacknowledged one comes again");
+        s.handle(conn2, FromPage::MsgAck { id });
         assert_eq!(s.devices()[0].pending, 0);
     }
 

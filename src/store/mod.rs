@@ -1,6 +1,7 @@
 //! The accounts table (SPEC §8) behind one trait; backends: embedded SQLite (default).
 
 pub mod sqlite;
+pub mod writes;
 
 use futures::future::BoxFuture;
 use serde::Serialize;

@@ -1,0 +1,91 @@
+//! Ordered store writes: one queue per session, shared by every actor that ever serves that
+//! session (restarts included) and by the supervisor, so the latest status always lands last.
+//! A failed write is retried with backoff until it succeeds; nothing waits for it but `flush`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StatusUpdate, Store};
+use crate::ids::SessionId;
+use crate::session::policy::retry_delay;
+
+pub enum Write {
+    Status(StatusUpdate),
+    Touch,
+    /// Answers once everything queued before it is applied.
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct StoreWrites {
+    store: Arc<dyn Store>,
+    queues: Mutex<HashMap<SessionId, mpsc::UnboundedSender<Write>>>,
+}
+
+impl StoreWrites {
+    pub fn new(store: Arc<dyn Store>) -> StoreWrites {
+        StoreWrites {
+            store,
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn send(&self, session_id: &SessionId, write: Write) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = queues.entry(session_id.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(apply_in_order(self.store.clone(), session_id.clone(), rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError(write)) = queue.send(write) {
+            // The writer is gone (its runtime ended); start another.
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(apply_in_order(self.store.clone(), session_id.clone(), rx));
+            let _ = tx.send(write);
+            *queue = tx;
+        }
+    }
+
+    pub fn status(&self, session_id: &SessionId, update: StatusUpdate) {
+        self.send(session_id, Write::Status(update));
+    }
+
+    /// Waits (up to `within`) until this session's queued writes are applied.
+    pub async fn flush(&self, session_id: &SessionId, within: Duration) -> bool {
+        let (done, applied) = oneshot::channel();
+        self.send(session_id, Write::Flush(done));
+        matches!(tokio::time::timeout(within, applied).await, Ok(Ok(())))
+    }
+}
+
+async fn apply_in_order(
+    store: Arc<dyn Store>,
+    session_id: SessionId,
+    mut queue: mpsc::UnboundedReceiver<Write>,
+) {
+    while let Some(write) = queue.recv().await {
+        let mut attempt = 0;
+        loop {
+            let result = match &write {
+                Write::Status(update) => store.update_status(&session_id, update.clone()).await,
+                Write::Touch => store.touch(&session_id).await,
+                Write::Flush(_) => Ok(()),
+            };
+            match result {
+                Ok(()) => break,
+                Err(error) => {
+                    attempt += 1;
+                    let delay =
+                        retry_delay(attempt, Duration::from_millis(200), Duration::from_secs(30));
+                    tracing::warn!(%session_id, %error, attempt, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        if let Write::Flush(done) = write {
+            let _ = done.send(());
+        }
+    }
+}
