@@ -198,9 +198,83 @@ pub async fn check(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resul
             println!("FAIL  sessions directory {}: {error}", sessions.display());
         }
     }
+    let db = crate::server::sqlite_path(&config, data_dir);
+    match config.store.kind {
+        crate::config::StoreKind::Sqlite => {
+            match crate::store::sqlite::SqliteStore::open(&db).await {
+                Ok(_) => println!("ok    store: sqlite {}", db.display()),
+                Err(error) => {
+                    ok = false;
+                    println!("FAIL  store: sqlite {}: {error}", db.display());
+                }
+            }
+        }
+        other => {
+            ok = false;
+            println!("FAIL  store: the {other:?} backend is not available in this build");
+        }
+    }
+    match (&config.mail.transport, &config.mail.smtp_url) {
+        (crate::config::MailTransport::Smtp, Some(url)) => match smtp_greeting(url).await {
+            Ok(greeting) => println!("ok    smtp: {greeting}"),
+            Err(error) => {
+                ok = false;
+                println!("FAIL  smtp: {error}");
+            }
+        },
+        (transport, _) => println!("ok    mail: transport {transport:?} (no SMTP server to try)"),
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Connects to the SMTP server of `url` (`smtp://[user:pass@]host[:port]` or `smtps://…`) and
+/// reads its greeting; credentials are not used.
+async fn smtp_greeting(url: &str) -> Result<String, String> {
+    let (scheme, rest) = url.split_once("://").ok_or("smtp_url has no scheme")?;
+    let default_port = match scheme {
+        "smtp" => 587,
+        "smtps" => 465,
+        other => return Err(format!("unknown scheme {other}: use smtp:// or smtps://")),
+    };
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host_port = host_port.split(['/', '?']).next().unwrap_or_default();
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("bad port in {host_port}"))?,
+        ),
+        None => (host_port, default_port),
+    };
+    let connect = tokio::net::TcpStream::connect((host, port));
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| format!("{host}:{port} did not answer within 5 s"))?
+        .map_err(|e| format!("{host}:{port}: {e}"))?;
+    if scheme == "smtps" {
+        return Ok(format!(
+            "{host}:{port} accepts connections (TLS greeting not read)"
+        ));
+    }
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stream);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line),
+    )
+    .await
+    .map_err(|_| format!("{host}:{port} sent no greeting within 5 s"))?
+    .map_err(|e| e.to_string())?;
+    if line.starts_with("220") {
+        Ok(format!("{host}:{port} greets: {}", line.trim()))
+    } else {
+        Err(format!(
+            "{host}:{port} is not an SMTP server: {}",
+            line.trim()
+        ))
+    }
 }

@@ -149,3 +149,49 @@ fn serve_with_sim_answers_health_and_the_simulator_and_stops_on_sigterm() {
     assert!(dir.path().join("wa-supervisor.db").exists());
     assert!(dir.path().join("jwt-secret").exists());
 }
+
+#[test]
+fn check_tries_the_smtp_server_when_one_is_configured() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    // A real (minimal) SMTP greeter on loopback, and a closed port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let greeter = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(b"220 mail.test ESMTP ready\r\n").unwrap();
+    });
+    let out = wa()
+        .args(["check", "--data-dir"])
+        .arg(dir.path())
+        .env("WA__MAIL__TRANSPORT", "smtp")
+        .env(
+            "WA__MAIL__SMTP_URL",
+            format!("smtp://user:pw@127.0.0.1:{port}"),
+        )
+        .output()
+        .unwrap();
+    greeter.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ok    smtp: 127.0.0.1") && text.contains("ESMTP ready"),
+        "{text}"
+    );
+    assert!(text.contains("ok    store: sqlite"), "{text}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = wa()
+        .args(["check", "--data-dir"])
+        .arg(dir.path())
+        .env("WA__MAIL__TRANSPORT", "smtp")
+        .env("WA__MAIL__SMTP_URL", format!("smtp://127.0.0.1:{closed}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  smtp"));
+}
