@@ -45,6 +45,7 @@ async fn start(sim: &SimHandle, data: &std::path::Path) -> Running {
         executable: find_chromium(None).unwrap(),
         sessions_path: data.join("sessions"),
         simulator_args: sim.chromium_args(),
+        demo: false,
     })
     .await
     .unwrap();

@@ -66,6 +66,7 @@ pub async fn serve(
         executable,
         sessions_path: sessions,
         simulator_args,
+        demo: sim,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind(bind)

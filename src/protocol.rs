@@ -266,6 +266,8 @@ pub enum ServerEvent {
         session_id: SessionId,
         /// `data:image/png;base64,…`
         qr: String,
+        /// The exact string the PNG encodes (for dashboards that draw the code themselves).
+        text: String,
         attempt: u32,
         timestamp: i64,
     },

@@ -27,6 +27,10 @@ use crate::session::policy::Status;
 use crate::store::Store;
 use crate::supervisor::{RootSupervisor, SessionContextSeed, SupervisorArgs, SupervisorMsg};
 
+const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+
 /// Frames per second a connection may send (sustained), and its burst.
 const RATE_PER_SEC: f64 = 20.0;
 const RATE_BURST: f64 = 40.0;
@@ -43,6 +47,8 @@ pub struct App {
     pub jwt: Jwt,
     pub sessions_path: PathBuf,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Demo mode (`serve --sim`): the dashboard signs a demo user in by itself.
+    pub demo: bool,
     /// Turns true when the server shuts down: every connection closes with 1001.
     closing: tokio::sync::watch::Sender<bool>,
     next_conn: Arc<AtomicU64>,
@@ -59,6 +65,8 @@ pub struct AppParts {
     pub executable: PathBuf,
     pub sessions_path: PathBuf,
     pub simulator_args: Vec<String>,
+    /// Demo mode: `GET /api/demo` hands out a token for the user `demo`.
+    pub demo: bool,
 }
 
 impl App {
@@ -92,6 +100,7 @@ impl App {
             jwt: Jwt::new(&parts.jwt_secret),
             sessions_path,
             metrics,
+            demo: parts.demo,
             closing: tokio::sync::watch::channel(false).0,
             next_conn: Arc::new(AtomicU64::new(1)),
         };
@@ -526,14 +535,54 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
             }
         })
         .boxed();
-    // GET /
+    // GET /, /dashboard.js, /dashboard.css: the dashboard, embedded in the binary.
+    let asset = |path: &'static str, body: &'static str, kind: &'static str| {
+        warp::path(path)
+            .and(warp::path::end())
+            .and(warp::get())
+            .map(move || {
+                warp::http::Response::builder()
+                    .header("content-type", kind)
+                    .header("cache-control", "no-cache")
+                    .body(body.into())
+                    .expect("static response")
+            })
+    };
     let index = warp::path::end()
         .and(warp::get())
         .map(|| {
             warp::http::Response::builder()
                 .header("content-type", "text/html; charset=utf-8")
-                .body("<!doctype html><title>wa-supervisor</title><p>wa-supervisor is running. Dashboards connect to <code>/ws</code>.</p>".into())
+                .header("cache-control", "no-cache")
+                .body(DASHBOARD_HTML.into())
                 .expect("static response")
+        })
+        .or(asset(
+            "dashboard.js",
+            DASHBOARD_JS,
+            "text/javascript; charset=utf-8",
+        ))
+        .unify()
+        .or(asset(
+            "dashboard.css",
+            DASHBOARD_CSS,
+            "text/css; charset=utf-8",
+        ))
+        .unify()
+        .boxed();
+    // GET /api/demo (demo mode only): a token for the demo user.
+    let demo = warp::path!("api" / "demo")
+        .and(warp::get())
+        .and(with_app.clone())
+        .map(|app: App| {
+            if !app.demo {
+                return json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");
+            }
+            let user = crate::ids::UserId::new("demo").expect("a valid id");
+            let token = app
+                .jwt
+                .mint(&user, None, Duration::from_secs(30 * 24 * 3600));
+            json_reply(StatusCode::OK, json!({ "token": token, "user": "demo" }))
         })
         .boxed();
     ws.or(health)
@@ -553,6 +602,8 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
         .or(admin_list)
         .unify()
         .or(admin_action)
+        .unify()
+        .or(demo)
         .unify()
         .or(index)
         .unify()

@@ -431,6 +431,7 @@ impl SessionState {
                 self.send_owner(ServerEvent::Qr {
                     session_id,
                     qr: crate::qr::data_url(&png),
+                    text: qr,
                     attempt: self.qr_count,
                     timestamp: unix_millis(),
                 });

@@ -26,6 +26,15 @@ pub struct Server {
 impl Server {
     /// Starts a server whose data lives in `env.dir` (so a second start finds the first's data).
     pub async fn start(env: &Env, config: Config) -> Server {
+        Server::start_with(env, config, false, 0).await
+    }
+
+    /// Demo mode (`serve --sim`): the simulator's control API on the same port, a demo user.
+    pub async fn start_demo(env: &Env, config: Config, port: u16) -> Server {
+        Server::start_with(env, config, true, port).await
+    }
+
+    async fn start_with(env: &Env, config: Config, demo: bool, port: u16) -> Server {
         let data = env.dir.path();
         let store = SqliteStore::open(&data.join("wa-supervisor.db"))
             .await
@@ -38,15 +47,22 @@ impl Server {
             executable: wa_supervisor::browser::find_chromium(None).unwrap(),
             sessions_path: data.to_owned(),
             simulator_args: env.sim.chromium_args(),
+            demo,
         })
         .await
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
+        let extra = demo.then(|| {
+            use warp::Filter;
+            env.sim.simulator.control_routes().boxed()
+        });
         let task = tokio::spawn(wa_supervisor::server::run(
             listener,
             app.clone(),
-            None,
+            extra,
             std::future::pending(),
         ));
         Server {
