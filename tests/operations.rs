@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, config, decode_qr};
+use common::server::{Server, config, decode_qr, ready_session};
 use common::*;
 use serde_json::{Value, json};
 
@@ -27,21 +27,6 @@ async fn admin(
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
-}
-
-async fn ready_session(env: &Env, client: &mut common::server::Client, reference: &str) -> String {
-    client.send("whatsapp:create", json!({}), reference).await;
-    let created = client.expect("whatsapp:created", WAIT).await;
-    let session_id = created["data"]["sessionId"].as_str().unwrap().to_owned();
-    let qr = client.expect("whatsapp:qr", WAIT).await;
-    env.scan(&decode_qr(qr["data"]["qr"].as_str().unwrap()))
-        .await;
-    loop {
-        let ready = client.expect("whatsapp:ready", WAIT).await;
-        if ready["data"]["sessionId"] == session_id.as_str() {
-            return session_id;
-        }
-    }
 }
 
 /// PSS of the processes whose --user-data-dir is `profile`, read here from /proc independently.

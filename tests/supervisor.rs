@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::server::{Server, config, decode_qr};
+use common::server::{Server, config, decode_qr, ready_session};
 use common::*;
 use serde_json::json;
 
@@ -140,17 +140,6 @@ async fn stored(client: &mut common::server::Client, status: &str) -> serde_json
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn ready_session(env: &Env, client: &mut common::server::Client, reference: &str) -> String {
-    client.send("whatsapp:create", json!({}), reference).await;
-    let created = client.expect("whatsapp:created", WAIT).await;
-    let session_id = created["data"]["sessionId"].as_str().unwrap().to_owned();
-    let qr = client.expect("whatsapp:qr", WAIT).await;
-    env.scan(&decode_qr(qr["data"]["qr"].as_str().unwrap()))
-        .await;
-    client.expect("whatsapp:ready", WAIT).await;
-    session_id
 }
 
 #[tokio::test]

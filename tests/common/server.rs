@@ -165,6 +165,24 @@ impl Client {
     }
 }
 
+/// Creates a session over `client`, scans its first QR through the simulator, and waits for it
+/// to be ready; returns its session id.
+pub async fn ready_session(env: &Env, client: &mut Client, reference: &str) -> String {
+    let wait = Duration::from_secs(40);
+    client.send("whatsapp:create", json!({}), reference).await;
+    let created = client.expect("whatsapp:created", wait).await;
+    let session_id = created["data"]["sessionId"].as_str().unwrap().to_owned();
+    let qr = client.expect("whatsapp:qr", wait).await;
+    env.scan(&decode_qr(qr["data"]["qr"].as_str().unwrap()))
+        .await;
+    loop {
+        let ready = client.expect("whatsapp:ready", wait).await;
+        if ready["data"]["sessionId"] == session_id.as_str() {
+            return session_id;
+        }
+    }
+}
+
 /// The string a `data:image/png;base64,…` QR encodes.
 pub fn decode_qr(data_url: &str) -> String {
     use base64::Engine;
