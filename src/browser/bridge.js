@@ -165,8 +165,11 @@
         id: key, ack: 0, body, from: me, to: chat.id, local: true, self: 'out',
         t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat',
       }, mod('ephemeral').getEphemeralFields(chat));
-      const [msgPromise] = mod('sendMsg').addAndSendMsgToChat(chat, message);
+      const [msgPromise, sentPromise] = mod('sendMsg').addAndSendMsgToChat(chat, message);
       await msgPromise;
+      // The second promise settles once WhatsApp's servers have the message; a reply after it
+      // means "sent", not just "queued". Bounded: a slow server still leaves it queued.
+      await Promise.race([sentPromise, new Promise((resolve) => setTimeout(resolve, 5000))]);
       return { id: key._serialized, timestamp: message.t };
     },
 

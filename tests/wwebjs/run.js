@@ -62,8 +62,13 @@ async function main() {
 
     const sent = await client.sendMessage(SENDER + '@c.us', 'respuesta');
     if (!sent || !sent.id || !sent.id.fromMe) fail('sendMessage returned ' + JSON.stringify(sent));
-    const list = await control('GET', '/phones/' + PHONE + '/sent');
-    const found = list.sent.find((m) => m.body === 'respuesta' && m.to === SENDER + '@c.us');
+    // sendMessage resolves once the message is added locally; the server gets it a moment later.
+    let found;
+    for (let i = 0; i < 50 && !found; i++) {
+      const list = await control('GET', '/phones/' + PHONE + '/sent');
+      found = list.sent.find((m) => m.body === 'respuesta' && m.to === SENDER + '@c.us');
+      if (!found) await new Promise((r) => setTimeout(r, 100));
+    }
     step('sent', { id: sent.id._serialized, listed: !!found });
     if (!found || sent.id._serialized !== 'true_' + SENDER + '@c.us_' + found.id) fail('sent message not listed');
   }
