@@ -1,8 +1,10 @@
 //! Launch speed and memory of one session, each printed next to a baseline measured in the same run.
 //!
 //! - launch → first QR through the driver, next to bare Chromium launch → the same page loaded;
-//! - PSS of one session's Chromium tree with the Node backend's flag set, next to this project's
-//!   default (lean) flag set, and next to chromium-headless-shell.
+//! - PSS of one ready session's Chromium tree with the Node backend's flag set, next to this
+//!   project's default (lean) flag set, and next to chromium-headless-shell;
+//! - the Node backend itself (unmodified whatsapp-web.js with the Node flag set) for both, when
+//!   tests/wwebjs has its node_modules.
 //!
 //! Run: `cargo bench --bench driver` (needs Chromium and chromium-headless-shell).
 
@@ -14,7 +16,7 @@ use futures::StreamExt;
 use wa_supervisor::browser::process::{self, ChromiumProcess};
 use wa_supervisor::browser::{Driver, DriverEvent, LaunchOptions, find_chromium};
 use wa_supervisor::config::Config;
-use wa_supervisor::sim::{QrTiming, Simulator};
+use wa_supervisor::sim::{QrTiming, SimHandle, Simulator};
 
 const RUNS: usize = 5;
 
@@ -50,6 +52,57 @@ const NODE_FLAGS: &[&str] = &[
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// The Node backend itself: unmodified whatsapp-web.js 1.34.7 with the Node flag set, against the
+/// same simulator. Returns (spawn → first QR, PSS of its Chromium tree, PSS of the node process),
+/// medians of 3, or None when tests/wwebjs has no node_modules (run scripts/test once).
+async fn node_backend(sim: &SimHandle, chromium: &Path) -> Option<(Duration, u64, u64)> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wwebjs");
+    if !dir.join("node_modules/whatsapp-web.js").exists() {
+        return None;
+    }
+    let (mut to_qr, mut tree, mut node) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..3 {
+        let data = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new("node")
+            .arg("run.js")
+            .current_dir(&dir)
+            .env("SIM_ADDR", sim.addr.to_string())
+            .env("CONTROL_URL", sim.control_url())
+            .env("CHROMIUM", chromium)
+            .env("DATA_PATH", data.path())
+            .env("PHONE", format!("3460077700{run}"))
+            .env("PUSHNAME", "Bench")
+            .env("MODE", "hold")
+            .env("CHROMIUM_ARGS", serde_json::to_string(NODE_FLAGS).unwrap())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"step\":\"qr\"") && to_qr.len() == run {
+                to_qr.push(started.elapsed());
+            }
+            if line.contains("\"step\":\"holding\"") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tree.push(process::pss_bytes(&process::processes_under(data.path())));
+        node.push(process::pss_bytes(&[child.id().unwrap() as i32]));
+        let _ = child.kill().await;
+        // Its Chromium does not die with node: clean up as the Node backend never did.
+        for pid in process::processes_under(data.path()) {
+            process::kill_group(pid);
+        }
+    }
+    tree.sort();
+    node.sort();
+    Some((median(to_qr), tree[1], node[1]))
 }
 
 #[tokio::main]
@@ -119,8 +172,16 @@ async fn main() {
         "launch → first QR (driver),          median of {RUNS}: {qr_ms:.0} ms  (ratio {:.2})",
         qr_ms / bare_ms
     );
+    let node_baseline = node_backend(&sim, &chromium).await;
+    if let Some((node_qr, _, _)) = node_baseline {
+        let node_ms = node_qr.as_secs_f64() * 1000.0;
+        println!(
+            "start → first QR (whatsapp-web.js, Node flag set), median of 3: {node_ms:.0} ms (the driver is {:.2}× faster)",
+            node_ms / qr_ms
+        );
+    }
 
-    // Memory of one session showing its QR, per flag set and engine.
+    // Memory of one ready session, per flag set and engine.
     let shell = find_chromium(Some(Path::new("chromium-headless-shell"))).ok();
     let mut sets = vec![
         ("node flag set", chromium.clone(), node),
@@ -145,9 +206,19 @@ async fn main() {
                 args.clone(),
             );
             let (driver, mut events) = Driver::launch(&o).await.unwrap();
+            // Linked and ready, as a session spends its life.
             while let Some(event) = events.recv().await {
-                if matches!(event, DriverEvent::Qr(_)) {
-                    break;
+                match event {
+                    DriverEvent::Qr(qr) => {
+                        reqwest::Client::new()
+                            .post(format!("{}/scan", sim.control_url()))
+                            .json(&serde_json::json!({ "qr": qr, "phone": format!("346009{run}{}", samples.len() + 10_000), "pushname": "Bench" }))
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                    DriverEvent::Ready { .. } => break,
+                    _ => {}
                 }
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -162,6 +233,15 @@ async fn main() {
         println!(
             "PSS of one session's tree, {label:<22} median of 3: {mb:6.1} MiB (ratio {:.2})",
             mb / base
+        );
+    }
+    if let Some((_, tree, node)) = node_baseline {
+        let mb = |b: u64| b as f64 / 1_048_576.0;
+        println!(
+            "PSS of one ready whatsapp-web.js session: Chromium {:.1} MiB + node {:.1} MiB = {:.1} MiB",
+            mb(tree),
+            mb(node),
+            mb(tree + node)
         );
     }
 }

@@ -1,7 +1,9 @@
 // Drives the unmodified whatsapp-web.js client against the simulator.
 //   MODE=fresh:   qr -> scan -> authenticated -> ready -> incoming message -> sendMessage -> getState -> destroy
 //   MODE=restore: restores from the LocalAuth profile without a QR -> ready -> getState -> logout
-// Environment: SIM_ADDR (host:port), CONTROL_URL, CHROMIUM, DATA_PATH, PHONE, PUSHNAME, MODE.
+//   MODE=hold:    qr -> scan -> ready, then stays up (benchmarks measure it against the driver)
+// Environment: SIM_ADDR (host:port), CONTROL_URL, CHROMIUM, DATA_PATH, PHONE, PUSHNAME, MODE,
+// and optionally CHROMIUM_ARGS (a JSON array replacing the default switches).
 // Prints one JSON line per step ("step") and exits 0 only when every check held.
 'use strict';
 const { Client, LocalAuth } = require('whatsapp-web.js');
@@ -30,8 +32,10 @@ async function main() {
     puppeteer: {
       executablePath: CHROMIUM,
       args: [
-        '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run',
+        ...(process.env.CHROMIUM_ARGS ? JSON.parse(process.env.CHROMIUM_ARGS) : [
+          '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+          '--disable-component-update', '--disable-sync', '--no-first-run',
+        ]),
         `--host-resolver-rules=MAP web.whatsapp.com ${SIM_ADDR}`, '--ignore-certificate-errors',
       ],
     },
@@ -40,7 +44,7 @@ async function main() {
   client.on('qr', async (qr) => {
     qrs += 1;
     step('qr', { qr });
-    if (MODE !== 'fresh') fail('a QR was asked for although the profile was linked');
+    if (MODE === 'restore') fail('a QR was asked for although the profile was linked');
     if (qrs === 1) await control('POST', '/scan', { qr, phone: PHONE, pushname: PUSHNAME });
   });
   const authenticated = waitFor(client, 'authenticated', 60000);
@@ -76,6 +80,13 @@ async function main() {
   const state = await client.getState();
   step('state', { state });
   if (state !== 'CONNECTED') fail('getState gave ' + state);
+
+  if (MODE === 'hold') {
+    // For measurements: stay ready until killed.
+    step('holding');
+    setInterval(() => {}, 60000);
+    return;
+  }
 
   if (MODE === 'fresh') {
     if (qrs < 1) fail('no QR on a fresh profile');
