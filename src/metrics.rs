@@ -47,6 +47,9 @@ fn cpu_seconds(pid: i32) -> f64 {
     ticks as f64 / per_second
 }
 
+/// A per-session gauge: name, help, and its value from a sample.
+type PerSession = (&'static str, &'static str, fn(&Usage) -> String);
+
 #[derive(Default)]
 pub struct Metrics {
     pub restarts: AtomicU64,
@@ -132,27 +135,28 @@ impl Metrics {
             "# HELP wa_ws_connections Open WebSocket connections.\n# TYPE wa_ws_connections gauge\nwa_ws_connections {}",
             self.ws_connections.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP wa_session_chromium_pss_bytes PSS of the session's Chromium process tree.\n# TYPE wa_session_chromium_pss_bytes gauge"
-        );
-        for (s, u) in &sample {
-            let _ = writeln!(
-                out,
-                "wa_session_chromium_pss_bytes{{session_id=\"{}\"}} {}",
-                s.session_id, u.pss_bytes
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wa_session_chromium_cpu_seconds CPU time of the session's live Chromium processes.\n# TYPE wa_session_chromium_cpu_seconds gauge"
-        );
-        for (s, u) in &sample {
-            let _ = writeln!(
-                out,
-                "wa_session_chromium_cpu_seconds{{session_id=\"{}\"}} {:.2}",
-                s.session_id, u.cpu_seconds
-            );
+        let per_session: [PerSession; 2] = [
+            (
+                "wa_session_chromium_pss_bytes",
+                "PSS of the session's Chromium process tree.",
+                |u| u.pss_bytes.to_string(),
+            ),
+            (
+                "wa_session_chromium_cpu_seconds",
+                "CPU time of the session's live Chromium processes.",
+                |u| format!("{:.2}", u.cpu_seconds),
+            ),
+        ];
+        for (name, help, value) in per_session {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (s, u) in &sample {
+                let _ = writeln!(
+                    out,
+                    "{name}{{session_id=\"{}\"}} {}",
+                    s.session_id,
+                    value(u)
+                );
+            }
         }
         out
     }

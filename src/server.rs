@@ -2,7 +2,6 @@
 //! of SPEC §5 that exist so far, and a placeholder `GET /`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -920,11 +919,6 @@ pub fn sqlite_path(config: &Config, data_dir: &Path) -> PathBuf {
         .sqlite_path
         .clone()
         .unwrap_or_else(|| data_dir.join("wa-supervisor.db"))
-}
-
-/// Binds `addr`; the address actually bound is in the listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }
 
 #[cfg(test)]

@@ -143,7 +143,6 @@ pub struct SessionState {
     session_id: SessionId,
     user_id: UserId,
     status: Status,
-    since: Instant,
     since_wall: std::time::SystemTime,
     last_heartbeat_wall: Option<std::time::SystemTime>,
     driver: Option<Browser>,
@@ -184,7 +183,6 @@ impl Actor for SessionActor {
             session_id: args.session_id,
             user_id: args.user_id,
             status: Status::Initializing,
-            since: Instant::now(),
             since_wall: std::time::SystemTime::now(),
             last_heartbeat_wall: None,
             driver: None,
@@ -319,7 +317,6 @@ impl SessionState {
         identity: Option<(String, String)>,
     ) {
         if status != self.status || status == Status::Initializing {
-            self.since = Instant::now();
             self.since_wall = std::time::SystemTime::now();
         }
         self.status = status;
