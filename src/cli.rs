@@ -41,10 +41,7 @@ pub async fn serve(
         .with_context(|| format!("cannot create {}", sessions.display()))?;
     browser::process::sweep_leftovers(&sessions);
     let executable = browser::find_chromium(config.chromium.path.as_deref())?;
-    let store =
-        crate::store::sqlite::SqliteStore::open(&crate::server::sqlite_path(&config, data_dir))
-            .await
-            .context("cannot open the SQLite store")?;
+    let store = crate::store::open(&config, data_dir).await;
     let jwt_secret = crate::auth::jwt_secret(config.auth.jwt_secret.as_deref(), data_dir)
         .with_context(|| format!("cannot keep the JWT secret in {}", data_dir.display()))?;
     let simulator = if sim {
@@ -61,7 +58,7 @@ pub async fn serve(
         .map(|s| s.simulator.control_routes().boxed());
     let app = crate::server::App::start(crate::server::AppParts {
         config,
-        store: std::sync::Arc::new(store),
+        store,
         jwt_secret,
         executable,
         sessions_path: sessions,
@@ -199,20 +196,22 @@ pub async fn check(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resul
             println!("FAIL  sessions directory {}: {error}", sessions.display());
         }
     }
-    let db = crate::server::sqlite_path(&config, data_dir);
-    match config.store.kind {
-        crate::config::StoreKind::Sqlite => {
-            match crate::store::sqlite::SqliteStore::open(&db).await {
-                Ok(_) => println!("ok    store: sqlite {}", db.display()),
-                Err(error) => {
-                    ok = false;
-                    println!("FAIL  store: sqlite {}: {error}", db.display());
-                }
-            }
-        }
-        other => {
+    let store_name = match config.store.kind {
+        crate::config::StoreKind::Sqlite => format!(
+            "sqlite {}",
+            crate::store::sqlite_path(&config, data_dir).display()
+        ),
+        crate::config::StoreKind::Postgres => "postgres".to_owned(),
+        crate::config::StoreKind::Supabase => format!(
+            "supabase {}",
+            config.store.supabase_url.as_deref().unwrap_or_default()
+        ),
+    };
+    match crate::store::open_once(&config, data_dir).await {
+        Ok(_) => println!("ok    store: {store_name}"),
+        Err(error) => {
             ok = false;
-            println!("FAIL  store: the {other:?} backend is not available in this build");
+            println!("FAIL  store: {store_name}: {error}");
         }
     }
     match (&config.mail.transport, &config.mail.smtp_url) {

@@ -2,7 +2,7 @@
 //! of SPEC §5 that exist so far, and a placeholder `GET /`.
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -910,15 +910,6 @@ async fn connection(socket: WebSocket, app: App, identity: Identity) {
         let _ = sink.send(Message::close_with(code, reason)).await;
     }
     let _ = sink.close().await;
-}
-
-/// Where the SQLite file lives: `store.sqlite_path`, or `<data-dir>/wa-supervisor.db`.
-pub fn sqlite_path(config: &Config, data_dir: &Path) -> PathBuf {
-    config
-        .store
-        .sqlite_path
-        .clone()
-        .unwrap_or_else(|| data_dir.join("wa-supervisor.db"))
 }
 
 #[cfg(test)]

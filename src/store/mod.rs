@@ -1,11 +1,21 @@
-//! The accounts table (SPEC §8) behind one trait; backends: embedded SQLite (default).
+//! The accounts table (SPEC §8) behind one trait; backends: embedded SQLite (default), direct
+//! PostgreSQL, and Supabase through PostgREST.
 
+pub mod postgres;
 pub mod sqlite;
+pub mod supabase;
 pub mod writes;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::ids::{SessionId, UserId};
 use crate::session::policy::Status;
 
@@ -77,4 +87,62 @@ pub trait Store: Send + Sync + 'static {
 /// Now, as the store writes timestamps (RFC 3339, UTC, milliseconds).
 pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Opens the configured backend once (no waiting): what `check` reports.
+pub async fn open_once(config: &Config, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
+    use crate::config::StoreKind;
+    let missing = |key: &str| StoreError::Database(format!("{key} is not set"));
+    Ok(match config.store.kind {
+        StoreKind::Sqlite => {
+            Arc::new(sqlite::SqliteStore::open(&sqlite_path(config, data_dir)).await?)
+        }
+        StoreKind::Postgres => {
+            let url = config
+                .store
+                .postgres_url
+                .as_deref()
+                .ok_or_else(|| missing("store.postgres_url"))?;
+            Arc::new(postgres::PostgresStore::open(url).await?)
+        }
+        StoreKind::Supabase => {
+            let url = config.store.supabase_url.as_deref();
+            let key = config.store.supabase_key.as_deref();
+            let store = supabase::SupabaseStore::new(
+                url.ok_or_else(|| missing("store.supabase_url"))?,
+                key.ok_or_else(|| missing("store.supabase_key"))?,
+            )?;
+            // One cheap read proves the URL, the key and the table.
+            store
+                .by_session(&SessionId::new("probe").expect("a valid id"))
+                .await?;
+            Arc::new(store)
+        }
+    })
+}
+
+/// Opens the configured backend, waiting with backoff (logged) while it does not answer:
+/// a database that starts after the supervisor only delays it.
+pub async fn open(config: &Config, data_dir: &Path) -> Arc<dyn Store> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times();
+    (|| open_once(config, data_dir))
+        .retry(backoff)
+        .notify(|error, delay| {
+            tracing::warn!(store = ?config.store.kind, %error, ?delay, "waiting for the store");
+        })
+        .await
+        .expect("retried without limit")
+}
+
+/// Where the SQLite file lives: `store.sqlite_path`, or `<data-dir>/wa-supervisor.db`.
+pub fn sqlite_path(config: &Config, data_dir: &Path) -> std::path::PathBuf {
+    config
+        .store
+        .sqlite_path
+        .clone()
+        .unwrap_or_else(|| data_dir.join("wa-supervisor.db"))
 }

@@ -201,12 +201,16 @@ impl Store for SqliteStore {
     fn touch(&self, session_id: &SessionId) -> BoxFuture<'_, StoreResult<()>> {
         let id = session_id.as_str().to_owned();
         Box::pin(async move {
-            sqlx::query("UPDATE whatsapp_accounts SET last_seen = ? WHERE session_id = ?")
-                .bind(now())
-                .bind(id)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+            let at = now();
+            sqlx::query(
+                "UPDATE whatsapp_accounts SET last_seen = ?, updated_at = ? WHERE session_id = ?",
+            )
+            .bind(&at)
+            .bind(&at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
             Ok(())
         })
     }

@@ -10,6 +10,7 @@ use wa_supervisor::browser::{self, DriverEvent, LaunchOptions};
 use wa_supervisor::config::Config;
 use wa_supervisor::sim::{QrTiming, SimHandle, Simulator};
 
+pub mod pg;
 pub mod server;
 
 pub const PHONE: &str = "34600111222";

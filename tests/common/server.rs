@@ -12,6 +12,7 @@ use wa_supervisor::auth::{Jwt, jwt_secret};
 use wa_supervisor::config::Config;
 use wa_supervisor::ids::UserId;
 use wa_supervisor::server::{App, AppParts};
+use wa_supervisor::store::Store;
 use wa_supervisor::store::sqlite::SqliteStore;
 
 use super::Env;
@@ -26,23 +27,39 @@ pub struct Server {
 impl Server {
     /// Starts a server whose data lives in `env.dir` (so a second start finds the first's data).
     pub async fn start(env: &Env, config: Config) -> Server {
-        Server::start_with(env, config, false, 0).await
+        Server::start_with(env, config, false, 0, None).await
+    }
+
+    /// Same, with accounts in the given store instead of `env.dir`'s SQLite file.
+    pub async fn start_with_store(env: &Env, config: Config, store: Arc<dyn Store>) -> Server {
+        Server::start_with(env, config, false, 0, Some(store)).await
     }
 
     /// Demo mode (`serve --sim`): the simulator's control API on the same port, a demo user.
     pub async fn start_demo(env: &Env, config: Config, port: u16) -> Server {
-        Server::start_with(env, config, true, port).await
+        Server::start_with(env, config, true, port, None).await
     }
 
-    async fn start_with(env: &Env, config: Config, demo: bool, port: u16) -> Server {
+    async fn start_with(
+        env: &Env,
+        config: Config,
+        demo: bool,
+        port: u16,
+        store: Option<Arc<dyn Store>>,
+    ) -> Server {
         let data = env.dir.path();
-        let store = SqliteStore::open(&data.join("wa-supervisor.db"))
-            .await
-            .unwrap();
+        let store = match store {
+            Some(store) => store,
+            None => Arc::new(
+                SqliteStore::open(&data.join("wa-supervisor.db"))
+                    .await
+                    .unwrap(),
+            ),
+        };
         let secret = jwt_secret(None, data).unwrap();
         let app = App::start(AppParts {
             config,
-            store: Arc::new(store),
+            store,
             jwt_secret: secret.clone(),
             executable: wa_supervisor::browser::find_chromium(None).unwrap(),
             sessions_path: data.to_owned(),
