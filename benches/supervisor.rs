@@ -44,6 +44,7 @@ async fn start(sim: &SimHandle, data: &std::path::Path) -> Running {
         jwt_secret: secret.clone(),
         executable: find_chromium(None).unwrap(),
         sessions_path: data.join("sessions"),
+        data_dir: data.to_owned(),
         simulator_args: sim.chromium_args(),
         demo: false,
     })

@@ -62,6 +62,7 @@ pub async fn serve(
         jwt_secret,
         executable,
         sessions_path: sessions,
+        data_dir: data_dir.to_owned(),
         simulator_args,
         demo: sim,
     })

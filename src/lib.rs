@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod ids;
+pub mod mail;
 pub mod metrics;
 pub mod protocol;
 pub mod qr;

@@ -63,6 +63,8 @@ pub struct AppParts {
     pub jwt_secret: String,
     pub executable: PathBuf,
     pub sessions_path: PathBuf,
+    /// Where the mail directory and backups go unless configured elsewhere.
+    pub data_dir: PathBuf,
     pub simulator_args: Vec<String>,
     /// Demo mode: `GET /api/demo` hands out a token for the user `demo`.
     pub demo: bool,
@@ -74,6 +76,8 @@ impl App {
         let config = Arc::new(parts.config);
         let sessions_path = parts.sessions_path.clone();
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let mailer =
+            crate::mail::Mailer::start(&config.mail, &parts.data_dir, parts.store.clone())?;
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -86,6 +90,7 @@ impl App {
                     executable: parts.executable,
                     sessions_path: parts.sessions_path,
                     simulator_args: parts.simulator_args,
+                    mailer,
                 },
             },
         )

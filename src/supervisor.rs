@@ -60,6 +60,7 @@ pub struct SessionContextSeed {
     pub executable: std::path::PathBuf,
     pub sessions_path: std::path::PathBuf,
     pub simulator_args: Vec<String>,
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 struct Child {
@@ -114,6 +115,7 @@ impl Actor for RootSupervisor {
                 executable: seed.executable,
                 sessions_path: seed.sessions_path,
                 simulator_args: seed.simulator_args,
+                mailer: seed.mailer,
             },
             children: HashMap::new(),
             gateway,
@@ -193,8 +195,13 @@ impl Actor for RootSupervisor {
                 let store = state.context.store.clone();
                 let concurrency = state.context.config.sessions.restore_concurrency as usize;
                 let myself = myself.clone();
+                let mailer = state.context.mailer.clone();
                 tokio::spawn(async move {
                     let accounts = restorable_with_backoff(&*store).await;
+                    for account in &accounts {
+                        // Their owners were told they are connected; a restore is no news.
+                        mailer.assume(&account.session_id, crate::mail::MailKind::Connected);
+                    }
                     let count = accounts.len();
                     futures::stream::iter(accounts)
                         .for_each_concurrent(concurrency, |account| {

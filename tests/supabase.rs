@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use warp::Filter;
-use warp::http::{HeaderMap, Method, StatusCode};
 use wa_supervisor::ids::{SessionId, UserId};
 use wa_supervisor::session::policy::Status;
 use wa_supervisor::store::supabase::SupabaseStore;
 use wa_supervisor::store::{NewAccount, StatusUpdate, Store, StoreError};
+use warp::Filter;
+use warp::http::{HeaderMap, Method, StatusCode};
 
 const KEY: &str = "service-role-key.abc";
 
@@ -44,11 +44,7 @@ impl Listener {
         let state = listener.clone();
         let route = warp::method()
             .and(warp::path::full())
-            .and(
-                warp::query::raw()
-                    .or(warp::any().map(String::new))
-                    .unify(),
-            )
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .map(
@@ -92,7 +88,12 @@ impl Listener {
     }
 
     fn last(&self) -> Recorded {
-        self.seen.lock().unwrap().last().cloned().expect("a request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a request")
     }
 
     fn count(&self) -> usize {
@@ -173,7 +174,10 @@ async fn every_store_call_is_the_documented_postgrest_request() {
     assert_eq!(created.status, Status::Initializing);
     assert_eq!(created.created_at, "2026-12-04T10:00:00.123Z");
     assert_eq!(created.updated_at, "2026-12-04T10:00:02.000Z");
-    assert_eq!(created.last_seen.as_deref(), Some("2026-12-04T10:00:01.500Z"));
+    assert_eq!(
+        created.last_seen.as_deref(),
+        Some("2026-12-04T10:00:01.500Z")
+    );
 
     // create of a taken session id: PostgREST answers 409 (unique violation)
     pg.answer(
@@ -196,7 +200,10 @@ async fn every_store_call_is_the_documented_postgrest_request() {
     let r = pg.last();
     assert_authenticated(&r);
     assert_eq!(r.method, Method::GET);
-    assert_eq!(r.query, pairs(&[("select", "*"), ("id", &format!("eq.{account_id}"))]));
+    assert_eq!(
+        r.query,
+        pairs(&[("select", "*"), ("id", &format!("eq.{account_id}"))])
+    );
     assert_eq!(got.status, Status::Qr);
     pg.answer(200, json!([]));
     assert!(store.get(account_id).await.unwrap().is_none());
@@ -213,17 +220,32 @@ async fn every_store_call_is_the_documented_postgrest_request() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(pg.last().query, pairs(&[("select", "*"), ("session_id", "eq.s1")]));
+    assert_eq!(
+        pg.last().query,
+        pairs(&[("select", "*"), ("session_id", "eq.s1")])
+    );
 
     pg.answer(
         200,
-        json!([row(account_id, "u1", "s1", "ready"), row("7e57d004-2b97-4e4e-9d3b-000000000002", "u1", "s2", "stopped")]),
+        json!([
+            row(account_id, "u1", "s1", "ready"),
+            row(
+                "7e57d004-2b97-4e4e-9d3b-000000000002",
+                "u1",
+                "s2",
+                "stopped"
+            )
+        ]),
     );
     let mine = store.by_user(&UserId::new("u1").unwrap()).await.unwrap();
     assert_eq!(mine.len(), 2);
     assert_eq!(
         pg.last().query,
-        pairs(&[("select", "*"), ("user_id", "eq.u1"), ("order", "created_at.asc,id.asc")])
+        pairs(&[
+            ("select", "*"),
+            ("user_id", "eq.u1"),
+            ("order", "created_at.asc,id.asc")
+        ])
     );
 
     pg.answer(200, json!([row(account_id, "u1", "s1", "reconnecting")]));
@@ -285,7 +307,10 @@ async fn every_store_call_is_the_documented_postgrest_request() {
     pg.answer(204, json!(null));
     store.touch(&SessionId::new("s1").unwrap()).await.unwrap();
     let r = pg.last();
-    assert_eq!((r.method.clone(), r.query.clone()), (Method::PATCH, pairs(&[("session_id", "eq.s1")])));
+    assert_eq!(
+        (r.method.clone(), r.query.clone()),
+        (Method::PATCH, pairs(&[("session_id", "eq.s1")]))
+    );
     let body = r.body.unwrap();
     assert_eq!(body.as_object().unwrap().len(), 1);
     assert!(humantime::parse_rfc3339(body["last_seen"].as_str().unwrap()).is_ok());
@@ -306,7 +331,10 @@ async fn postgrest_failures_are_store_errors_with_its_message() {
 
     pg.answer(401, json!({ "message": "Invalid API key" }));
     let error = store.restorable().await.unwrap_err().to_string();
-    assert!(error.contains("401") && error.contains("Invalid API key"), "{error}");
+    assert!(
+        error.contains("401") && error.contains("Invalid API key"),
+        "{error}"
+    );
 
     pg.answer(503, json!({ "message": "upstream unavailable" }));
     let error = store
@@ -317,7 +345,15 @@ async fn postgrest_failures_are_store_errors_with_its_message() {
     assert!(error.contains("503"), "{error}");
 
     // A row PostgREST should never send (an unknown status) is reported, not guessed at.
-    pg.answer(200, json!([row("5b0c1a8e-2f7d-4c55-9a61-3c1f0e7d9a10", "u1", "s1", "paired")]));
+    pg.answer(
+        200,
+        json!([row(
+            "5b0c1a8e-2f7d-4c55-9a61-3c1f0e7d9a10",
+            "u1",
+            "s1",
+            "paired"
+        )]),
+    );
     assert!(matches!(
         store.by_user(&UserId::new("u1").unwrap()).await,
         Err(StoreError::Corrupt(_))

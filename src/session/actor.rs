@@ -128,6 +128,7 @@ pub struct SessionContext {
     pub sessions_path: PathBuf,
     /// Switches pointing Chromium at the simulator; empty in production.
     pub simulator_args: Vec<String>,
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 pub struct SessionArgs {
@@ -158,6 +159,8 @@ pub struct SessionState {
     activity: Option<JoinHandle<()>>,
     retry: Option<JoinHandle<()>>,
     last_heartbeat: Option<Instant>,
+    /// The number this session last reported ready with (for the "disconnected" mail).
+    phone_number: Option<String>,
     /// A heartbeat call is running; the next tick does not start another.
     heartbeat_in_flight: bool,
     last_touch: Option<Instant>,
@@ -196,6 +199,7 @@ impl Actor for SessionActor {
             activity: None,
             retry: None,
             last_heartbeat: None,
+            phone_number: None,
             heartbeat_in_flight: false,
             last_touch: None,
             socket_down_since: None,
@@ -320,6 +324,10 @@ impl SessionState {
             self.since_wall = std::time::SystemTime::now();
         }
         self.status = status;
+        if let Some((phone, _)) = &identity {
+            self.phone_number = Some(phone.clone());
+        }
+        let identity_phone = self.phone_number.clone();
         let error_message = if status == Status::Error {
             detail.clone()
         } else {
@@ -333,6 +341,19 @@ impl SessionState {
                 identity,
             },
         );
+        let mail = match status {
+            Status::Ready => Some((crate::mail::MailKind::Connected, None)),
+            Status::Error => Some((crate::mail::MailKind::Disconnected, detail.clone())),
+            _ => None,
+        };
+        if let Some((kind, reason)) = mail {
+            self.context.mailer.notify(crate::mail::Notice {
+                session_id: self.session_id.clone(),
+                kind,
+                phone_number: identity_phone.clone(),
+                reason,
+            });
+        }
         self.send_owner(ServerEvent::State {
             session_id: self.session_id.clone(),
             status,

@@ -185,6 +185,12 @@ impl Harness {
                     executable: "/nonexistent/chromium".into(),
                     sessions_path: std::env::temp_dir().join("wa-supervisor-unit"),
                     simulator_args: Vec::new(),
+                    mailer: crate::mail::Mailer::start(
+                        &Config::default().mail,
+                        &std::env::temp_dir(),
+                        store.clone(),
+                    )
+                    .unwrap(),
                 },
             },
         )

@@ -63,6 +63,7 @@ impl Server {
             jwt_secret: secret.clone(),
             executable: wa_supervisor::browser::find_chromium(None).unwrap(),
             sessions_path: data.to_owned(),
+            data_dir: data.to_owned(),
             simulator_args: env.sim.chromium_args(),
             demo,
         })

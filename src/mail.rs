@@ -1,0 +1,486 @@
+//! Notification e-mails (SPEC §9): "connected" when a session becomes ready, "disconnected"
+//! when it is lost for good or ends in error. Session actors hand a [`Notice`] to the
+//! [`Mailer`] and go on: the mail is rendered and sent by the mailer's own task, retried with
+//! backoff while the SMTP server fails, so nothing a mail server does can block a session.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{Locale, MailConfig, MailTransport};
+use crate::ids::SessionId;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailKind {
+    Connected,
+    Disconnected,
+}
+
+impl MailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Connected => "connected",
+            MailKind::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// What a session tells the mailer; the recipient and the account's name come from the store.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub session_id: SessionId,
+    pub kind: MailKind,
+    pub phone_number: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// One rendered mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub body: String,
+}
+
+const TEMPLATES: [(Locale, MailKind, &str); 4] = [
+    (
+        Locale::Es,
+        MailKind::Connected,
+        include_str!("../config/templates/es/connected.txt"),
+    ),
+    (
+        Locale::Es,
+        MailKind::Disconnected,
+        include_str!("../config/templates/es/disconnected.txt"),
+    ),
+    (
+        Locale::En,
+        MailKind::Connected,
+        include_str!("../config/templates/en/connected.txt"),
+    ),
+    (
+        Locale::En,
+        MailKind::Disconnected,
+        include_str!("../config/templates/en/disconnected.txt"),
+    ),
+];
+
+/// Fills the template of `kind` in `locale` with `values` (`{{key}}` placeholders).
+pub fn render(locale: Locale, kind: MailKind, values: &[(&str, &str)]) -> Rendered {
+    let template = TEMPLATES
+        .iter()
+        .find(|(l, k, _)| *l == locale && *k == kind)
+        .map(|(_, _, t)| *t)
+        .expect("every locale has every template");
+    let mut text = template.to_owned();
+    for (key, value) in values {
+        text = text.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let subject = head
+        .strip_prefix("Subject:")
+        .unwrap_or(head)
+        .trim()
+        .to_owned();
+    Rendered {
+        subject,
+        body: body.to_owned(),
+    }
+}
+
+/// Which mails may go: no two mails of one kind for one session within `min_interval`, and no
+/// "connected" for a session already reported connected (nor "disconnected" twice in a row).
+#[derive(Debug)]
+pub struct Gate {
+    min_interval: Duration,
+    sent: HashMap<(SessionId, MailKind), Instant>,
+    last: HashMap<SessionId, MailKind>,
+}
+
+impl Gate {
+    pub fn new(min_interval: Duration) -> Gate {
+        Gate {
+            min_interval,
+            sent: HashMap::new(),
+            last: HashMap::new(),
+        }
+    }
+
+    pub fn admit(&mut self, session_id: &SessionId, kind: MailKind, now: Instant) -> bool {
+        if self.last.get(session_id) == Some(&kind) {
+            return false;
+        }
+        let key = (session_id.clone(), kind);
+        if let Some(at) = self.sent.get(&key)
+            && now.duration_since(*at) < self.min_interval
+        {
+            return false;
+        }
+        self.sent.insert(key, now);
+        self.last.insert(session_id.clone(), kind);
+        true
+    }
+
+    /// Records a state the owner already knows (a session restored at start-up was connected).
+    pub fn assume(&mut self, session_id: &SessionId, kind: MailKind) {
+        self.last.insert(session_id.clone(), kind);
+    }
+}
+
+enum Transport {
+    Log,
+    File(AsyncFileTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// `smtp://` means STARTTLS required (lettre's plain `smtp://` would send in clear);
+/// `?tls=opportunistic` and `smtps://` (TLS from the first byte) pass through; `?tls=none` is
+/// the explicit, unencrypted choice (a relay on loopback).
+pub fn smtp_transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if parsed.host_str().unwrap_or_default().is_empty() {
+        return Err("no host".into());
+    }
+    let tls = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let rest: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != "tls")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let tls = match (parsed.scheme(), tls.as_deref()) {
+        ("smtp", None | Some("required")) => Some("required"),
+        ("smtp", Some("opportunistic")) => Some("opportunistic"),
+        ("smtp", Some("none")) => None,
+        ("smtps", None) => None,
+        (scheme, tls) => {
+            return Err(format!(
+                "scheme {scheme} with tls={} (use smtp:// [tls=required|opportunistic|none] or smtps://)",
+                tls.unwrap_or("")
+            ));
+        }
+    };
+    {
+        let mut query = parsed.query_pairs_mut();
+        query.clear();
+        for (k, v) in &rest {
+            query.append_pair(k, v);
+        }
+        if let Some(tls) = tls {
+            query.append_pair("tls", tls);
+        }
+    }
+    let mut url = parsed.to_string();
+    if url.ends_with('?') {
+        url.pop();
+    }
+    let builder =
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(&url).map_err(|e| e.to_string())?;
+    Ok(builder.timeout(Some(Duration::from_secs(20))).build())
+}
+
+pub struct Mailer {
+    gate: Mutex<Gate>,
+    queue: mpsc::UnboundedSender<Notice>,
+}
+
+impl Mailer {
+    /// Builds the configured transport and starts the sending task.
+    pub fn start(
+        config: &MailConfig,
+        data_dir: &Path,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Arc<Mailer>> {
+        let from: Mailbox = config
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("mail.from: {e}"))?;
+        let transport = match config.transport {
+            MailTransport::Log => Transport::Log,
+            MailTransport::File => {
+                let dir = config
+                    .file_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("mail"));
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| anyhow::anyhow!("mail.file_dir {}: {e}", dir.display()))?;
+                Transport::File(AsyncFileTransport::new(dir))
+            }
+            MailTransport::Smtp => {
+                let url = config.smtp_url.as_deref().unwrap_or_default();
+                Transport::Smtp(
+                    smtp_transport(url).map_err(|e| anyhow::anyhow!("mail.smtp_url: {e}"))?,
+                )
+            }
+        };
+        let (queue, notices) = mpsc::unbounded_channel();
+        tokio::spawn(send_all(
+            notices,
+            Sender {
+                transport,
+                from,
+                locale: config.locale,
+                store,
+            },
+        ));
+        Ok(Arc::new(Mailer {
+            gate: Mutex::new(Gate::new(config.min_interval)),
+            queue,
+        }))
+    }
+
+    /// Queues a mail unless the gate holds it back; never waits.
+    pub fn notify(&self, notice: Notice) {
+        let admitted = self.gate.lock().unwrap_or_else(|e| e.into_inner()).admit(
+            &notice.session_id,
+            notice.kind,
+            Instant::now(),
+        );
+        if admitted {
+            let _ = self.queue.send(notice);
+        } else {
+            tracing::debug!(session_id = %notice.session_id, kind = notice.kind.as_str(), "mail held back");
+        }
+    }
+
+    pub fn assume(&self, session_id: &SessionId, kind: MailKind) {
+        self.gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .assume(session_id, kind);
+    }
+}
+
+struct Sender {
+    transport: Transport,
+    from: Mailbox,
+    locale: Locale,
+    store: Arc<dyn Store>,
+}
+
+/// One mail after the other (so a session's mails arrive in order), each retried while it fails.
+async fn send_all(mut notices: mpsc::UnboundedReceiver<Notice>, sender: Sender) {
+    while let Some(notice) = notices.recv().await {
+        sender.deliver(&notice).await;
+    }
+}
+
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        // ~ an hour of trying before the mail is given up (and logged as such).
+        .with_max_times(130)
+}
+
+impl Sender {
+    async fn deliver(&self, notice: &Notice) {
+        let session_id = &notice.session_id;
+        let kind = notice.kind.as_str();
+        let account = (|| self.store.by_session(session_id))
+            .retry(backoff())
+            .notify(|error, delay| {
+                tracing::warn!(%session_id, %error, ?delay, "mail waits for the store");
+            })
+            .await;
+        let account = match account {
+            Ok(Some(account)) => account,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%session_id, %error, kind, "mail dropped: the store never answered");
+                return;
+            }
+        };
+        let Some(to) = account.notify_email.as_deref() else {
+            tracing::debug!(%session_id, kind, "no notify_email; no mail");
+            return;
+        };
+        let to: Mailbox = match to.parse() {
+            Ok(to) => to,
+            Err(error) => {
+                tracing::warn!(%session_id, %error, to, "notify_email is not an address; no mail");
+                return;
+            }
+        };
+        let name = account
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| session_id.to_string());
+        let phone = notice
+            .phone_number
+            .clone()
+            .or(account.phone_number.clone())
+            .unwrap_or_else(|| "—".into());
+        let time = crate::store::now();
+        let rendered = render(
+            self.locale,
+            notice.kind,
+            &[
+                ("name", &name),
+                ("phone_number", &phone),
+                ("reason", notice.reason.as_deref().unwrap_or("—")),
+                ("session_id", session_id.as_str()),
+                ("time", &time),
+            ],
+        );
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to.clone())
+            .subject(&rendered.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(rendered.body.clone());
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(%session_id, %error, "mail could not be built");
+                return;
+            }
+        };
+        let sent = (|| self.send(&message, &rendered))
+            .retry(backoff())
+            .notify(|error, delay| {
+                tracing::warn!(%session_id, %error, ?delay, kind, "mail not sent; retrying");
+            })
+            .await;
+        match sent {
+            Ok(()) => {
+                tracing::info!(%session_id, kind, to = %to.email, subject = %rendered.subject, "mail sent")
+            }
+            Err(error) => {
+                tracing::error!(%session_id, %error, kind, "mail given up after retries")
+            }
+        }
+    }
+
+    async fn send(&self, message: &Message, rendered: &Rendered) -> Result<(), String> {
+        match &self.transport {
+            Transport::Log => {
+                let to = message
+                    .envelope()
+                    .to()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tracing::info!(to, subject = %rendered.subject, body = %rendered.body, "mail (log transport)");
+                Ok(())
+            }
+            Transport::File(file) => file
+                .send(message.clone())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Transport::Smtp(smtp) => smtp
+                .send(message.clone())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(s: &str) -> SessionId {
+        SessionId::new(s).unwrap()
+    }
+
+    #[test]
+    fn every_template_renders_with_subject_and_no_placeholder_left() {
+        for (locale, kind, _) in TEMPLATES {
+            let r = render(
+                locale,
+                kind,
+                &[
+                    ("name", "Tienda"),
+                    ("phone_number", "34600111222"),
+                    ("reason", "CONFLICT"),
+                    ("session_id", "s1"),
+                    ("time", "2026-12-04T10:00:00.000Z"),
+                ],
+            );
+            assert!(!r.subject.is_empty() && !r.subject.contains('\n'), "{r:?}");
+            assert!(r.subject.contains("Tienda"), "{r:?}");
+            assert!(!r.subject.contains("{{") && !r.body.contains("{{"), "{r:?}");
+            assert!(
+                r.body.contains("s1") && r.body.contains("34600111222"),
+                "{r:?}"
+            );
+            if kind == MailKind::Disconnected {
+                assert!(r.body.contains("CONFLICT"), "{r:?}");
+            }
+        }
+        let es = render(Locale::Es, MailKind::Connected, &[("name", "x")]);
+        let en = render(Locale::En, MailKind::Connected, &[("name", "x")]);
+        assert!(es.subject.starts_with("WhatsApp conectado"), "{es:?}");
+        assert!(en.subject.starts_with("WhatsApp connected"), "{en:?}");
+    }
+
+    #[test]
+    fn the_gate_sends_one_mail_per_session_and_kind_per_interval() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut gate = Gate::new(Duration::from_secs(900));
+        let (a, b) = (sid("a"), sid("b"));
+        use MailKind::*;
+        // (session, kind, seconds after start, admitted)
+        let table = [
+            (&a, Connected, 0, true),
+            (&a, Connected, 1, false), // already connected
+            (&b, Connected, 2, true),  // another session is another mailbox count
+            (&a, Disconnected, 10, true),
+            (&a, Connected, 20, false), // flapping: connected again within 15 min
+            (&a, Disconnected, 30, false), // and disconnected again
+            (&a, Connected, 901, true), // 15 min after the first connected mail
+            (&a, Disconnected, 911, true),
+            (&a, Disconnected, 2000, false), // never twice in a row
+        ];
+        for (session, kind, s, admitted) in table {
+            assert_eq!(
+                gate.admit(session, kind, at(s)),
+                admitted,
+                "{session} {kind:?} at {s}s"
+            );
+        }
+        let mut gate = Gate::new(Duration::from_secs(900));
+        gate.assume(&a, Connected);
+        assert!(
+            !gate.admit(&a, Connected, at(0)),
+            "a restored session is already connected"
+        );
+        assert!(gate.admit(&a, Disconnected, at(1)));
+    }
+
+    #[test]
+    fn smtp_urls_default_to_starttls() {
+        for good in [
+            "smtp://user:pass@mail.example.com:587",
+            "smtp://mail.example.com?tls=opportunistic",
+            "smtp://127.0.0.1:2525?tls=none",
+            "smtps://user:p%40ss@mail.example.com:465",
+        ] {
+            assert!(smtp_transport(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "mail.example.com",
+            "http://mail.example.com",
+            "smtps://mail.example.com?tls=none",
+            "smtp://mail.example.com?tls=sometimes",
+        ] {
+            assert!(smtp_transport(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! Notification mails through a real SMTP server (aiosmtpd in a child process, AUTH required):
+//! recipient, subject and body of both mails in both locales, the per-interval limit, and an
+//! SMTP server that is down while a session becomes ready.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use wa_supervisor::config::{Config, Locale, MailTransport};
+use wa_supervisor::ids::{SessionId, UserId};
+use wa_supervisor::mail::{MailKind, Mailer, Notice};
+use wa_supervisor::store::sqlite::SqliteStore;
+use wa_supervisor::store::{NewAccount, Store};
+
+use common::server::{Server, config, ready_session};
+use common::{Env, PHONE};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+struct SmtpServer {
+    child: tokio::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py")
+}
+
+impl SmtpServer {
+    async fn start(port: u16) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new("python3")
+            .args(["-W", "ignore"])
+            .arg(script())
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs (scripts/test installs it and aiosmtpd)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+        assert!(
+            matches!(&ready, Ok(Ok(Some(line))) if line == "ready"),
+            "the SMTP server starts (is aiosmtpd installed? pip install aiosmtpd): {ready:?}"
+        );
+        SmtpServer { child, port, dir }
+    }
+
+    /// The mails received so far, oldest first.
+    fn mails(&self) -> Vec<Value> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    async fn wait_mails(&self, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mails = self.mails();
+            if mails.len() >= count {
+                return mails;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} mails expected, got {mails:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server and checks that its process is gone.
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap() as i32;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        assert!(status.is_ok(), "the SMTP server exits on SIGTERM");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "no SMTP server process left"
+        );
+    }
+}
+
+fn smtp_url(port: u16) -> String {
+    // AUTH over a plain connection on loopback; `tls=none` says so explicitly.
+    format!("smtp://wa:secret@127.0.0.1:{port}?tls=none")
+}
+
+fn mail_config(port: u16, locale: Locale) -> Config {
+    let mut config = config();
+    config.mail.transport = MailTransport::Smtp;
+    config.mail.smtp_url = Some(smtp_url(port));
+    config.mail.from = "Avisos <avisos@example.com>".into();
+    config.mail.locale = locale;
+    config
+}
+
+fn assert_envelope(mail: &Value, to: &str) {
+    assert_eq!(mail["rcpt_tos"], json!([to]), "{mail:#}");
+    assert_eq!(mail["to"], to, "{mail:#}");
+    assert_eq!(mail["from"], "Avisos <avisos@example.com>");
+    assert_eq!(mail["mail_from"], "avisos@example.com");
+    assert_eq!(mail["login"], "wa", "the URL's credentials were used");
+    assert_eq!(mail["content_type"], "text/plain");
+}
+
+#[tokio::test]
+async fn spanish_mails_on_ready_and_on_a_permanent_disconnection() {
+    let env = Env::new().await;
+    let smtp = SmtpServer::start(free_port()).await;
+    let server = Server::start(&env, mail_config(smtp.port, Locale::Es)).await;
+    let mut client = server.connect("ana").await;
+    let session_id = ready_session(&env, &mut client, "c1").await;
+
+    let mails = smtp.wait_mails(1, WAIT).await;
+    let connected = &mails[0];
+    assert_envelope(connected, "ana@example.com");
+    assert_eq!(
+        connected["subject"],
+        format!("WhatsApp conectado: {session_id} ({PHONE})")
+    );
+    let body = connected["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!("Tu número de WhatsApp {PHONE} está conectado")),
+        "{body}"
+    );
+    assert!(body.contains(&format!("Sesión: {session_id}")), "{body}");
+
+    let (status, _) = env
+        .post(
+            &format!("/phones/{PHONE}/state"),
+            json!({ "state": "CONFLICT" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    client.expect("whatsapp:disconnected", WAIT).await;
+    let mails = smtp.wait_mails(2, WAIT).await;
+    let disconnected = &mails[1];
+    assert_envelope(disconnected, "ana@example.com");
+    assert_eq!(
+        disconnected["subject"],
+        format!("WhatsApp desconectado: {session_id}")
+    );
+    let body = disconnected["body"].as_str().unwrap();
+    assert!(body.contains("Motivo: CONFLICT"), "{body}");
+    assert!(
+        body.contains(&format!("({PHONE}) se ha desconectado")),
+        "{body}"
+    );
+
+    // The error is parked; nothing more is mailed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(smtp.mails().len(), 2);
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+    smtp.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_smtp_server_down_the_session_is_ready_and_english_mail_goes_out_later() {
+    let env = Env::new().await;
+    let port = free_port();
+    let server = Server::start(&env, mail_config(port, Locale::En)).await;
+    let mut client = server.connect("bob").await;
+    // Nothing listens on the SMTP port: the session must not care.
+    let session_id = ready_session(&env, &mut client, "c1").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let smtp = SmtpServer::start(port).await;
+    let mails = smtp.wait_mails(1, WAIT).await;
+    assert_eq!(mails.len(), 1, "sent once, however many attempts failed");
+    let connected = &mails[0];
+    assert_envelope(connected, "bob@example.com");
+    assert_eq!(
+        connected["subject"],
+        format!("WhatsApp connected: {session_id} ({PHONE})")
+    );
+    let body = connected["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!("Your WhatsApp number {PHONE} is connected")),
+        "{body}"
+    );
+
+    let (status, _) = env
+        .post(
+            &format!("/phones/{PHONE}/state"),
+            json!({ "state": "LOGOUT" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    client.expect("whatsapp:disconnected", WAIT).await;
+    let mails = smtp.wait_mails(2, WAIT).await;
+    assert_eq!(
+        mails[1]["subject"],
+        format!("WhatsApp disconnected: {session_id}")
+    );
+    let body = mails[1]["body"].as_str().unwrap();
+    assert!(body.contains("Reason: LOGOUT"), "{body}");
+
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+    smtp.stop().await;
+}
+
+async fn account(store: &SqliteStore, session: &str, name: &str) -> SessionId {
+    store
+        .create(NewAccount {
+            user_id: UserId::new("clinic").unwrap(),
+            session_id: SessionId::new(session).unwrap(),
+            name: Some(name.into()),
+            notify_email: Some("recepcion@example.com".into()),
+        })
+        .await
+        .unwrap()
+        .session_id
+}
+
+fn notice(session_id: &SessionId, kind: MailKind) -> Notice {
+    Notice {
+        session_id: session_id.clone(),
+        kind,
+        phone_number: Some(PHONE.into()),
+        reason: (kind == MailKind::Disconnected).then(|| "TOS_BLOCK".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_flapping_session_gets_one_mail_per_kind_per_interval() {
+    let smtp = SmtpServer::start(free_port()).await;
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&data.path().join("wa.db")).await.unwrap());
+    let flappy = account(&store, "flappy", "Clínica Norte").await;
+    let calm = account(&store, "calm", "Clínica Sur").await;
+    let mut mail = mail_config(smtp.port, Locale::Es).mail;
+    mail.min_interval = Duration::from_secs(3);
+    let mailer = Mailer::start(&mail, data.path(), store.clone()).unwrap();
+
+    for _ in 0..4 {
+        mailer.notify(notice(&flappy, MailKind::Connected));
+        mailer.notify(notice(&flappy, MailKind::Disconnected));
+    }
+    mailer.notify(notice(&calm, MailKind::Connected));
+    let mails = smtp.wait_mails(3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let subjects: Vec<String> = smtp
+        .mails()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("WhatsApp conectado: Clínica Norte ({PHONE})"),
+            "WhatsApp desconectado: Clínica Norte".to_owned(),
+            format!("WhatsApp conectado: Clínica Sur ({PHONE})"),
+        ],
+        "one mail per kind for the flapping session, in order"
+    );
+    assert!(
+        mails[1]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Motivo: TOS_BLOCK")
+    );
+
+    // Once the interval has passed, the next change is mailed again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mailer.notify(notice(&flappy, MailKind::Connected));
+    let mails = smtp.wait_mails(4, WAIT).await;
+    assert_eq!(
+        mails[3]["subject"],
+        format!("WhatsApp conectado: Clínica Norte ({PHONE})")
+    );
+    smtp.stop().await;
+}
+
+#[tokio::test]
+async fn the_file_transport_writes_one_eml_per_mail() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&data.path().join("wa.db")).await.unwrap());
+    let session = account(&store, "front-desk", "Recepción").await;
+    let mut mail = Config::default().mail;
+    mail.transport = MailTransport::File;
+    mail.locale = Locale::En;
+    let mailer = Mailer::start(&mail, data.path(), store.clone()).unwrap();
+    mailer.notify(notice(&session, MailKind::Disconnected));
+
+    let dir = data.path().join("mail");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let files = loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        if !files.is_empty() || tokio::time::Instant::now() > deadline {
+            break files;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].extension().unwrap(), "eml");
+    let eml = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(eml.contains("To: recepcion@example.com"), "{eml}");
+    assert!(eml.contains("Subject: WhatsApp disconnected:"), "{eml}");
+}
