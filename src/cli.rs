@@ -279,3 +279,94 @@ async fn smtp_greeting(url: &str) -> Result<String, String> {
         ))
     }
 }
+
+pub enum BackupAction {
+    Now(Option<String>),
+    List(Option<String>),
+    Restore(String),
+}
+
+/// `wa-supervisor backup now|list|restore`.
+pub fn backup(
+    config_file: Option<&Path>,
+    data_dir: &Path,
+    action: BackupAction,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env(config_file)?;
+    let sessions = sessions_path(&config, data_dir);
+    let backups = crate::server::backups_of(&config, data_dir, &sessions);
+    let session = |raw: &str| {
+        crate::ids::SessionId::new(raw).map_err(|e| anyhow::anyhow!("session id {raw:?}: {}", e.0))
+    };
+    let mut ok = true;
+    match action {
+        BackupAction::Now(only) => {
+            let results = match only {
+                Some(raw) => {
+                    let id = session(&raw)?;
+                    vec![(id.clone(), backups.backup(&id))]
+                }
+                None => backups.backup_all(),
+            };
+            if results.is_empty() {
+                println!(
+                    "no session profiles with credentials under {}",
+                    sessions.display()
+                );
+            }
+            for (session_id, result) in results {
+                match result {
+                    Ok(archive) => println!(
+                        "ok    {session_id} {} ({} bytes, verified)",
+                        archive.path.display(),
+                        archive.bytes
+                    ),
+                    Err(error) => {
+                        ok = false;
+                        println!("FAIL  {session_id}: {error}");
+                    }
+                }
+            }
+        }
+        BackupAction::List(only) => {
+            let only = only.as_deref().map(session).transpose()?;
+            let archives = backups.list(only.as_ref());
+            if archives.is_empty() {
+                println!("no backups in {}", backups.dir.display());
+            }
+            for archive in archives {
+                println!(
+                    "{}  {}  {:>10} bytes  {}",
+                    archive.session_id,
+                    archive.stamp,
+                    archive.bytes,
+                    archive.path.display()
+                );
+            }
+        }
+        BackupAction::Restore(raw) => {
+            let id = session(&raw)?;
+            match backups.restore(&id) {
+                Ok((archive, skipped)) => {
+                    for (bad, error) in skipped {
+                        println!("skipped {}: {error}", bad.path.display());
+                    }
+                    println!(
+                        "restored {id} from {} into {}",
+                        archive.path.display(),
+                        backups.profile(&id).display()
+                    );
+                }
+                Err(error) => {
+                    ok = false;
+                    println!("FAIL  {error}");
+                }
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -316,6 +316,22 @@ impl Config {
         if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_none() {
             return invalid("mail.smtp_url", "required when mail.transport = \"smtp\"");
         }
+        if let Err(error) = crate::backup::next_run(&self.backup.schedule) {
+            return invalid(
+                "backup.schedule",
+                &format!(
+                    "{error} (a cron expression with seconds: sec min hour day month weekday)"
+                ),
+            );
+        }
+        if let Err(error) = self.mail.from.parse::<lettre::message::Mailbox>() {
+            return invalid("mail.from", &format!("not a mail address: {error}"));
+        }
+        if let Some(url) = &self.mail.smtp_url
+            && let Err(error) = crate::mail::smtp_transport(url)
+        {
+            return invalid("mail.smtp_url", &error);
+        }
         if let Some(arg) = self.chromium.args.iter().find(|a| !a.starts_with("--")) {
             return invalid(
                 "chromium.args",

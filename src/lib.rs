@@ -18,6 +18,7 @@
 //! - [`sim`]: the WhatsApp Web simulator (page, page socket, `/__sim` control API).
 
 pub mod auth;
+pub mod backup;
 pub mod browser;
 pub mod cli;
 pub mod config;

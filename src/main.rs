@@ -59,13 +59,39 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
-    /// Check the environment: Chromium, data directory; prints what works.
+    /// Back up, list or restore the credential-bearing part of session profiles.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, global = true, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Check the environment: Chromium, data directory, store, SMTP; prints what works.
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Back up every session profile now (or only the one given); each archive is verified.
+    Now {
+        /// Only this session.
+        session_id: Option<String>,
+    },
+    /// List the archives, newest first per session.
+    List {
+        /// Only this session's.
+        session_id: Option<String>,
+    },
+    /// Put a session's newest archive that verifies back into its profile (the session must
+    /// not be running).
+    Restore { session_id: String },
 }
 
 #[tokio::main]
@@ -93,6 +119,24 @@ async fn main() -> ExitCode {
             email.as_deref(),
             ttl.into(),
         ),
+        Command::Backup {
+            action,
+            config,
+            data_dir,
+        } => {
+            let action = match action {
+                BackupAction::Now { session_id } => {
+                    wa_supervisor::cli::BackupAction::Now(session_id)
+                }
+                BackupAction::List { session_id } => {
+                    wa_supervisor::cli::BackupAction::List(session_id)
+                }
+                BackupAction::Restore { session_id } => {
+                    wa_supervisor::cli::BackupAction::Restore(session_id)
+                }
+            };
+            wa_supervisor::cli::backup(config.as_deref(), &data_dir, action)
+        }
         Command::Check { config, data_dir } => {
             wa_supervisor::cli::check(config.as_deref(), &data_dir).await
         }

@@ -2,7 +2,7 @@
 //! of SPEC §5 that exist so far, and a placeholder `GET /`.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,6 +50,9 @@ pub struct App {
     pub demo: bool,
     /// Turns true when the server shuts down: every connection closes with 1001.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The scheduled backups (`backup.enabled`), stopped at shutdown.
+    scheduled: Option<Arc<tokio::task::AbortHandle>>,
+    pub backups: Arc<crate::backup::Backups>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -78,6 +81,16 @@ impl App {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let mailer =
             crate::mail::Mailer::start(&config.mail, &parts.data_dir, parts.store.clone())?;
+        let backups = Arc::new(backups_of(&config, &parts.data_dir, &parts.sessions_path));
+        let scheduled = config.backup.enabled.then(|| {
+            Arc::new(
+                tokio::spawn(crate::backup::run_schedule(
+                    backups.clone(),
+                    config.backup.schedule.clone(),
+                ))
+                .abort_handle(),
+            )
+        });
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -91,6 +104,7 @@ impl App {
                     sessions_path: parts.sessions_path,
                     simulator_args: parts.simulator_args,
                     mailer,
+                    backups: backups.clone(),
                 },
             },
         )
@@ -106,6 +120,8 @@ impl App {
             metrics,
             demo: parts.demo,
             closing: tokio::sync::watch::channel(false).0,
+            scheduled,
+            backups,
             next_conn: Arc::new(AtomicU64::new(1)),
         };
         tokio::spawn(sample(app.clone()));
@@ -153,6 +169,9 @@ impl App {
     /// flushed), and stops the actors.
     pub async fn shutdown(&self) {
         let _ = self.closing.send(true);
+        if let Some(scheduled) = &self.scheduled {
+            scheduled.abort();
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let timeout = self.config.supervisor.shutdown_timeout + Duration::from_secs(5);
         let _ = self
@@ -160,6 +179,23 @@ impl App {
             .call(SupervisorMsg::Shutdown, Some(timeout))
             .await;
     }
+}
+
+/// Backups of this configuration: `backup.dir`, or `<data-dir>/backups`.
+pub fn backups_of(
+    config: &Config,
+    data_dir: &Path,
+    sessions_path: &Path,
+) -> crate::backup::Backups {
+    crate::backup::Backups::new(
+        config
+            .backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("backups")),
+        sessions_path.to_owned(),
+        config.backup.keep,
+    )
 }
 
 /// The background sampler: each session's Chromium tree, every `SAMPLE_EVERY`, off any request.

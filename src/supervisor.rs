@@ -61,6 +61,7 @@ pub struct SessionContextSeed {
     pub sessions_path: std::path::PathBuf,
     pub simulator_args: Vec<String>,
     pub mailer: Arc<crate::mail::Mailer>,
+    pub backups: Arc<crate::backup::Backups>,
 }
 
 struct Child {
@@ -116,6 +117,7 @@ impl Actor for RootSupervisor {
                 sessions_path: seed.sessions_path,
                 simulator_args: seed.simulator_args,
                 mailer: seed.mailer,
+                backups: seed.backups,
             },
             children: HashMap::new(),
             gateway,
@@ -196,6 +198,7 @@ impl Actor for RootSupervisor {
                 let concurrency = state.context.config.sessions.restore_concurrency as usize;
                 let myself = myself.clone();
                 let mailer = state.context.mailer.clone();
+                let backups = state.context.backups.clone();
                 tokio::spawn(async move {
                     let accounts = restorable_with_backoff(&*store).await;
                     for account in &accounts {
@@ -206,7 +209,14 @@ impl Actor for RootSupervisor {
                     futures::stream::iter(accounts)
                         .for_each_concurrent(concurrency, |account| {
                             let myself = myself.clone();
+                            let backups = backups.clone();
                             async move {
+                                // A profile lost with its disk comes back from its backup.
+                                let session_id = account.session_id.clone();
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    backups.restore_if_missing(&session_id)
+                                })
+                                .await;
                                 let (settled, done) = oneshot::channel();
                                 let _ = myself.cast(SupervisorMsg::Start {
                                     account: Box::new(account),

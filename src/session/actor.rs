@@ -129,6 +129,7 @@ pub struct SessionContext {
     /// Switches pointing Chromium at the simulator; empty in production.
     pub simulator_args: Vec<String>,
     pub mailer: Arc<crate::mail::Mailer>,
+    pub backups: Arc<crate::backup::Backups>,
 }
 
 pub struct SessionArgs {

@@ -191,6 +191,11 @@ impl Harness {
                         store.clone(),
                     )
                     .unwrap(),
+                    backups: Arc::new(crate::backup::Backups::new(
+                        std::env::temp_dir().join("wa-supervisor-unit-backups"),
+                        std::env::temp_dir().join("wa-supervisor-unit"),
+                        1,
+                    )),
                 },
             },
         )

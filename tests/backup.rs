@@ -1,0 +1,289 @@
+//! Profile backups: the drill (a ready session backed up, its profile deleted, the server
+//! restarted → ready without a QR, with the newest archive corrupt so an older one is used),
+//! verification and retention on real files, the CLI, and the schedule.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wa_supervisor::backup::{BackupError, Backups, SUBSET, verify};
+use wa_supervisor::ids::SessionId;
+
+use common::Env;
+use common::server::{Server, config, ready_session};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// Runs the real binary with this data directory (profiles directly in it, as the test
+/// server keeps them).
+fn cli(data: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wa-supervisor"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("WA__SESSIONS__PATH", data)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Flips bytes in the middle of a file (what a bad disk sector does to an archive).
+fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_profile_comes_back_from_its_backup_without_a_qr_skipping_a_corrupt_archive() {
+    let env = Env::new().await;
+    let data = env.dir.path().to_owned();
+    let server = Server::start(&env, config()).await;
+    let mut client = server.connect("owner").await;
+    let session_id = ready_session(&env, &mut client, "c1").await;
+    let profile = data.join(format!("session-{session_id}"));
+    // Let Chromium write its storage out, as it has long done when a nightly backup runs.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // A running session's profile is not overwritten.
+    let (ok, text) = cli(&data, &["backup", "restore", &session_id]);
+    assert!(
+        !ok && text.contains("in use by a running Chromium"),
+        "{text}"
+    );
+
+    let (ok, text) = cli(&data, &["backup", "now"]);
+    assert!(
+        ok && text.contains(&format!("ok    {session_id} ")) && text.contains("verified"),
+        "{text}"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (ok, text) = cli(&data, &["backup", "now", &session_id]);
+    assert!(ok, "{text}");
+    let (ok, listing) = cli(&data, &["backup", "list", &session_id]);
+    assert!(ok, "{listing}");
+    let archives: Vec<PathBuf> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(PathBuf::from))
+        .collect();
+    assert_eq!(archives.len(), 2, "{listing}");
+    for archive in &archives {
+        let name = archive.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with(&format!("{session_id}-")) && name.ends_with(".tar.gz"),
+            "{name}"
+        );
+        let manifest = verify(archive).unwrap();
+        assert!(
+            manifest
+                .files
+                .keys()
+                .any(|f| f.starts_with("Default/IndexedDB/"))
+                && manifest
+                    .files
+                    .keys()
+                    .any(|f| f.starts_with("Default/Local Storage/")),
+            "both credential stores are in the archive: {:?}",
+            manifest.files.keys()
+        );
+    }
+
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+
+    // The newest archive rots; the disk with the profile is lost.
+    corrupt(&archives[0]);
+    assert!(matches!(
+        verify(&archives[0]),
+        Err(BackupError::Corrupt { .. })
+    ));
+    std::fs::remove_dir_all(&profile).unwrap();
+
+    let server = Server::start(&env, config()).await;
+    let mut client = server.connect("owner").await;
+    assert_eq!(server.app.restore().await, 1);
+    let ready = client.expect("whatsapp:ready", WAIT).await;
+    assert_eq!(ready["data"]["sessionId"], session_id.as_str());
+    assert!(
+        client.seen.iter().all(|f| f["event"] != "whatsapp:qr"),
+        "restored from the older archive, without a QR: {:#?}",
+        client.seen
+    );
+    assert!(profile.join("Default/IndexedDB").is_dir());
+    assert!(
+        archives[0].exists() && archives[1].exists(),
+        "restoring removes no archive"
+    );
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+}
+
+/// A profile-like tree with the subset and something outside it.
+fn fake_profile(sessions: &Path, session: &str, version: &str) -> PathBuf {
+    let profile = sessions.join(format!("session-{session}"));
+    for (file, body) in [
+        (
+            "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb/000003.log",
+            version,
+        ),
+        (
+            "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb/CURRENT",
+            "MANIFEST-000001\n",
+        ),
+        ("Default/Local Storage/leveldb/000005.ldb", version),
+        ("Default/Cache/Cache_Data/data_0", "cache, not backed up"),
+    ] {
+        let path = profile.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("{body} {}", "x".repeat(4096))).unwrap();
+    }
+    profile
+}
+
+fn read(profile: &Path, file: &str) -> String {
+    std::fs::read_to_string(profile.join(file)).unwrap()
+}
+
+const LOG: &str = "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb/000003.log";
+
+#[test]
+fn archives_are_verified_pruned_and_restored_newest_good_first() {
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("sessions");
+    let backups = Backups::new(root.path().join("backups"), sessions.clone(), 3);
+    let id = SessionId::new("shop-1").unwrap();
+    assert!(matches!(
+        backups.backup(&id),
+        Err(BackupError::NothingToBackUp(_))
+    ));
+    assert!(matches!(
+        backups.restore(&id),
+        Err(BackupError::NoBackup(_))
+    ));
+
+    let profile = fake_profile(&sessions, "shop-1", "v1");
+    fake_profile(&sessions, "shop-2", "other");
+    let first = backups.backup(&id).unwrap();
+    let manifest = verify(&first.path).unwrap();
+    assert_eq!(manifest.session_id, "shop-1");
+    assert_eq!(
+        manifest.files.len(),
+        3,
+        "the subset only: {:?}",
+        manifest.files
+    );
+    assert!(
+        manifest
+            .files
+            .keys()
+            .all(|f| SUBSET.iter().any(|d| f.starts_with(d)))
+    );
+    assert_eq!(
+        manifest.files[LOG],
+        std::fs::metadata(profile.join(LOG)).unwrap().len()
+    );
+
+    std::thread::sleep(Duration::from_millis(5));
+    fake_profile(&sessions, "shop-1", "v2");
+    let second = backups.backup(&id).unwrap();
+    assert_eq!(
+        backups.list(Some(&id)),
+        vec![second.clone(), first.clone()],
+        "newest first"
+    );
+
+    // The newest is corrupt: restore skips it and uses the older one.
+    corrupt(&second.path);
+    std::fs::remove_dir_all(&profile).unwrap();
+    assert_eq!(backups.restore_if_missing(&id), Some(first.clone()));
+    assert!(read(&profile, LOG).starts_with("v1 "));
+    assert!(
+        !profile.join("Default/Cache").exists(),
+        "only the subset comes back"
+    );
+    // A profile that exists is left alone.
+    assert_eq!(backups.restore_if_missing(&id), None);
+    let (used, skipped) = backups.restore(&id).unwrap();
+    assert_eq!(used, first);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, second);
+
+    // A truncated archive is caught too; with nothing good left, restore says so.
+    let bytes = std::fs::read(&first.path).unwrap();
+    std::fs::write(&first.path, &bytes[..bytes.len() - 40]).unwrap();
+    assert!(verify(&first.path).is_err());
+    assert!(matches!(
+        backups.restore(&id),
+        Err(BackupError::NoneVerifies { tried: 2, .. })
+    ));
+    assert!(
+        read(&profile, LOG).starts_with("v1 "),
+        "a failed restore changes nothing"
+    );
+
+    // Retention: the newest `keep` per session; other sessions untouched.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(5));
+        backups.backup(&id).unwrap();
+    }
+    let kept = backups.list(Some(&id));
+    assert_eq!(kept.len(), 3);
+    assert!(
+        kept.iter().all(|a| verify(&a.path).is_ok()),
+        "the corrupt ones aged out"
+    );
+    let all = backups.backup_all();
+    assert_eq!(
+        all.iter()
+            .map(|(s, r)| (s.as_str(), r.is_ok()))
+            .collect::<Vec<_>>(),
+        vec![("shop-1", true), ("shop-2", true)]
+    );
+    assert_eq!(backups.list(None).len(), 4);
+}
+
+#[tokio::test]
+async fn scheduled_backups_run_on_the_cron_schedule_and_keep_the_newest() {
+    let env = Env::new().await;
+    let data = env.dir.path().to_owned();
+    fake_profile(&data, "nightly", "v1");
+    let mut config = config();
+    config.backup.schedule = "* * * * * *".into(); // every second
+    config.backup.keep = 2;
+    let server = Server::start(&env, config).await;
+    let id = SessionId::new("nightly").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Three runs at least: the first two archives, then one pruned.
+    loop {
+        let archives = server.app.backups.list(Some(&id));
+        let (ok, text) = cli(&data, &["backup", "list"]);
+        assert!(ok, "{text}");
+        if archives.len() == 2 && text.lines().count() == 2 {
+            let stamps: Vec<_> = archives.iter().map(|a| a.stamp.clone()).collect();
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let later = server.app.backups.list(Some(&id));
+            assert_eq!(later.len(), 2, "keep = 2");
+            assert_ne!(
+                later.iter().map(|a| a.stamp.clone()).collect::<Vec<_>>(),
+                stamps,
+                "newer runs replaced the oldest"
+            );
+            assert!(later.iter().all(|a| verify(&a.path).is_ok()));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scheduled backups: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+    env.assert_no_chromium_left().await;
+}
