@@ -233,7 +233,10 @@ impl GatewayState {
                         Ok(accounts) => reply.send(ServerEvent::Status {
                             accounts: serde_json::to_value(accounts).unwrap_or_default(),
                         }),
-                        Err(error) => reply.error(None, ErrorCode::Internal, &error.to_string()),
+                        Err(error) => {
+                            tracing::warn!(%error, "account store failed a status request");
+                            reply.error(None, ErrorCode::Internal, crate::store::UNAVAILABLE)
+                        }
                     }
                 });
             }
@@ -412,7 +415,10 @@ pub async fn create_account(
     max_per_user: usize,
 ) -> Result<crate::store::Account, (ErrorCode, String)> {
     let user = &identity.user_id;
-    let internal = |e: StoreError| (ErrorCode::Internal, e.to_string());
+    let internal = |e: StoreError| {
+        tracing::warn!(error = %e, "account store failed a create");
+        (ErrorCode::Internal, crate::store::UNAVAILABLE.to_owned())
+    };
     match (account_id, session_id) {
         (Some(account_id), Some(session_id)) => {
             match store.get(&account_id).await.map_err(internal)? {

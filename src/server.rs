@@ -181,6 +181,16 @@ impl App {
     }
 }
 
+/// A store failure as the client sees it: 503 and a plain message (details go to the log).
+fn store_unavailable(error: &crate::store::StoreError) -> warp::reply::Response {
+    tracing::warn!(%error, "account store failed a request");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal,
+        crate::store::UNAVAILABLE,
+    )
+}
+
 /// Backups of this configuration: `backup.dir`, or `<data-dir>/backups`.
 pub fn backups_of(
     config: &Config,
@@ -317,11 +327,7 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
         .then(|(app, identity): (App, Identity)| async move {
             match app.store.by_user(&identity.user_id).await {
                 Ok(accounts) => json_reply(StatusCode::OK, json!({ "accounts": accounts })),
-                Err(e) => json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    &e.to_string(),
-                ),
+                Err(e) => store_unavailable(&e),
             }
         })
         .boxed();
@@ -420,11 +426,7 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
                         );
                     }
                     Err(e) => {
-                        return json_error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            ErrorCode::Internal,
-                            &e.to_string(),
-                        );
+                        return store_unavailable(&e);
                     }
                 };
                 let _ = app
@@ -444,11 +446,7 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
                 let _ = tokio::fs::remove_dir_all(profile).await;
                 match app.store.delete(&account.id).await {
                     Ok(()) => warp::reply::Reply::into_response(StatusCode::NO_CONTENT),
-                    Err(e) => json_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        ErrorCode::Internal,
-                        &e.to_string(),
-                    ),
+                    Err(e) => store_unavailable(&e),
                 }
             },
         )

@@ -405,20 +405,17 @@ impl SupervisorState {
 
 /// Start-up reads wait for the store with backoff, saying so in the log.
 async fn restorable_with_backoff(store: &dyn crate::store::Store) -> Vec<Account> {
-    let mut attempt = 0;
-    loop {
-        match store.restorable().await {
-            Ok(accounts) => return accounts,
-            Err(error) => {
-                attempt += 1;
-                let delay = crate::session::policy::retry_delay(
-                    attempt,
-                    Duration::from_millis(500),
-                    Duration::from_secs(30),
-                );
-                tracing::warn!(%error, attempt, ?delay, "the store is not answering; waiting to restore sessions");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
+    use backon::Retryable;
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times();
+    (|| store.restorable())
+        .retry(backoff)
+        .notify(|error, delay| {
+            tracing::warn!(%error, ?delay, "the store is not answering; waiting to restore sessions");
+        })
+        .await
+        .unwrap_or_default()
 }

@@ -65,6 +65,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What clients are told when the store fails them (the details are logged, not sent).
+pub const UNAVAILABLE: &str = "the account store is not answering; try again shortly";
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The accounts store. Every method is one round trip; callers own ordering and retries.

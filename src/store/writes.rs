@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{StatusUpdate, Store};
 use crate::ids::SessionId;
-use crate::session::policy::retry_delay;
 
 pub enum Write {
     Status(StatusUpdate),
@@ -65,25 +65,27 @@ async fn apply_in_order(
     session_id: SessionId,
     mut queue: mpsc::UnboundedReceiver<Write>,
 ) {
+    // Retried without limit: the latest status must land, however long the store is away.
+    // Capped at 10 s so a store that returns is written to within seconds.
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times();
     while let Some(write) = queue.recv().await {
-        let mut attempt = 0;
-        loop {
-            let result = match &write {
+        let apply = || async {
+            match &write {
                 Write::Status(update) => store.update_status(&session_id, update.clone()).await,
                 Write::Touch => store.touch(&session_id).await,
                 Write::Flush(_) => Ok(()),
-            };
-            match result {
-                Ok(()) => break,
-                Err(error) => {
-                    attempt += 1;
-                    let delay =
-                        retry_delay(attempt, Duration::from_millis(200), Duration::from_secs(30));
-                    tracing::warn!(%session_id, %error, attempt, "store write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
             }
-        }
+        };
+        let _ = apply
+            .retry(backoff)
+            .notify(|error, delay| {
+                tracing::warn!(%session_id, %error, ?delay, "store write failed; retrying");
+            })
+            .await;
         if let Write::Flush(done) = write {
             let _ = done.send(());
         }
