@@ -125,6 +125,7 @@ impl Backups {
             return Err(BackupError::NothingToBackUp(session_id.clone()));
         }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        self.remove_partials(session_id);
         let now = SystemTime::now();
         let name = format!("{session_id}-{}{SUFFIX}", stamp(now));
         let path = self.dir.join(&name);
@@ -195,6 +196,20 @@ impl Backups {
                 .then_with(|| b.stamp.cmp(&a.stamp))
         });
         archives
+    }
+
+    /// Archives left half-written by an interrupted run (never listed, never restored).
+    fn remove_partials(&self, session_id: &SessionId) {
+        let prefix = format!(".{session_id}-");
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(&prefix) && name.ends_with(".partial") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 
     fn prune(&self, session_id: &SessionId) {

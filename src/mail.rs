@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -144,6 +145,11 @@ enum Transport {
 /// `?tls=opportunistic` and `smtps://` (TLS from the first byte) pass through; `?tls=none` is
 /// the explicit, unencrypted choice (a relay on loopback).
 pub fn smtp_transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    smtp_builder(url).map(|builder| builder.build())
+}
+
+/// The transport `url` describes, not yet built (nothing connects, nothing is spawned).
+pub fn smtp_builder(url: &str) -> Result<AsyncSmtpTransportBuilder, String> {
     let mut parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     if parsed.host_str().unwrap_or_default().is_empty() {
         return Err("no host".into());
@@ -185,7 +191,7 @@ pub fn smtp_transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, S
     }
     let builder =
         AsyncSmtpTransport::<Tokio1Executor>::from_url(&url).map_err(|e| e.to_string())?;
-    Ok(builder.timeout(Some(Duration::from_secs(20))).build())
+    Ok(builder.timeout(Some(Duration::from_secs(20))))
 }
 
 pub struct Mailer {
@@ -472,7 +478,7 @@ mod tests {
             "smtp://127.0.0.1:2525?tls=none",
             "smtps://user:p%40ss@mail.example.com:465",
         ] {
-            assert!(smtp_transport(good).is_ok(), "{good}");
+            assert!(smtp_builder(good).is_ok(), "{good}");
         }
         for bad in [
             "mail.example.com",
@@ -480,7 +486,7 @@ mod tests {
             "smtps://mail.example.com?tls=none",
             "smtp://mail.example.com?tls=sometimes",
         ] {
-            assert!(smtp_transport(bad).is_err(), "{bad}");
+            assert!(smtp_builder(bad).is_err(), "{bad}");
         }
     }
 }
