@@ -105,13 +105,17 @@ fn copy_tree(from: &Path, to: &Path) {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("bench.db")).await.unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("bench.db"))
+        .await
+        .unwrap();
     let (sqlite_write, sqlite_read) = measure(&sqlite).await;
 
     let admin = std::env::var("WA_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("wa_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
@@ -121,10 +125,12 @@ async fn main() {
     let postgres = Arc::new(PostgresStore::open(url.as_str()).await.unwrap());
     let (pg_write, pg_read) = measure(&*postgres).await;
     drop(postgres);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
 
     println!("store, median of {OPS} (this machine, loopback PostgreSQL):");
     println!(

@@ -215,6 +215,27 @@ pub async fn check(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resul
             println!("FAIL  store: {store_name}: {error}");
         }
     }
+    let backups = crate::server::backups_of(&config, data_dir, &sessions);
+    match std::fs::create_dir_all(&backups.dir).and_then(|()| {
+        let probe = backups.dir.join(".wa-supervisor-check");
+        std::fs::write(&probe, b"ok")?;
+        std::fs::remove_file(probe)
+    }) {
+        Ok(()) => println!(
+            "ok    backups: {} is writable, {} archives{}",
+            backups.dir.display(),
+            backups.list(None).len(),
+            if config.backup.enabled {
+                format!(", schedule \"{}\"", config.backup.schedule)
+            } else {
+                ", scheduled backups off".to_owned()
+            }
+        ),
+        Err(error) => {
+            ok = false;
+            println!("FAIL  backups: {}: {error}", backups.dir.display());
+        }
+    }
     match (&config.mail.transport, &config.mail.smtp_url) {
         (crate::config::MailTransport::Smtp, Some(url)) => match smtp_greeting(url).await {
             Ok(greeting) => println!("ok    smtp: {greeting}"),

@@ -519,14 +519,23 @@ mod tests {
             (&[("WA__SERVER__BIND", "nowhere")], "server.bind"),
             (&[("WA__STORE__KIND", "postgres")], "store.postgres_url"),
             (&[("WA__CHROMIUM__ARGS", "no-sandbox")], "chromium.args"),
-            (&[("WA__BACKUP__SCHEDULE", "every night")], "backup.schedule"),
-            (&[("WA__BACKUP__SCHEDULE", "0 61 3 * * *")], "backup.schedule"),
+            (
+                &[("WA__BACKUP__SCHEDULE", "every night")],
+                "backup.schedule",
+            ),
+            (
+                &[("WA__BACKUP__SCHEDULE", "0 61 3 * * *")],
+                "backup.schedule",
+            ),
             (&[("WA__MAIL__FROM", "not an address")], "mail.from"),
             (
                 &[("WA__MAIL__SMTP_URL", "smtps://mail.example.com?tls=none")],
                 "mail.smtp_url",
             ),
-            (&[("WA__MAIL__SMTP_URL", "mail.example.com")], "mail.smtp_url"),
+            (
+                &[("WA__MAIL__SMTP_URL", "mail.example.com")],
+                "mail.smtp_url",
+            ),
             (&[("WA__NOPE__KEY", "1")], "nope.key"),
         ];
         for (env, key) in cases {

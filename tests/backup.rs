@@ -49,8 +49,6 @@ async fn a_lost_profile_comes_back_from_its_backup_without_a_qr_skipping_a_corru
     let mut client = server.connect("owner").await;
     let session_id = ready_session(&env, &mut client, "c1").await;
     let profile = data.join(format!("session-{session_id}"));
-    // Let Chromium write its storage out, as it has long done when a nightly backup runs.
-    tokio::time::sleep(Duration::from_secs(6)).await;
 
     // A running session's profile is not overwritten.
     let (ok, text) = cli(&data, &["backup", "restore", &session_id]);
@@ -74,6 +72,7 @@ async fn a_lost_profile_comes_back_from_its_backup_without_a_qr_skipping_a_corru
         .filter_map(|l| l.split_whitespace().last().map(PathBuf::from))
         .collect();
     assert_eq!(archives.len(), 2, "{listing}");
+    eprintln!("archives of a ready session:\n{listing}");
     for archive in &archives {
         let name = archive.file_name().unwrap().to_str().unwrap();
         assert!(

@@ -82,6 +82,13 @@ fn check_finds_chromium_and_a_writable_data_directory() {
         "{text}"
     );
     assert!(text.contains("is writable"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok    backups: {} is writable, 0 archives, schedule \"0 0 3 * * *\"",
+            dir.path().join("backups").display()
+        )),
+        "{text}"
+    );
 
     let out = wa()
         .args(["check", "--data-dir"])

@@ -539,3 +539,45 @@ async fn wait_for_status(conn: &mut sqlx::PgConnection, session_id: &str, status
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `wa-supervisor check` opens the configured store and says whether it answers.
+#[tokio::test]
+async fn check_reports_whether_the_postgres_store_answers() {
+    let db = TestDb::create().await;
+    let data = tempfile::tempdir().unwrap();
+    let closed = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    for (url, expected_ok) in [
+        (db.url.clone(), true),
+        (format!("postgres://postgres@127.0.0.1:{closed}/x"), false),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-supervisor"))
+            .args(["check", "--data-dir"])
+            .arg(data.path())
+            .env("WA__STORE__KIND", "postgres")
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "error")
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = if expected_ok {
+            "ok    store: postgres"
+        } else {
+            "FAIL  store: postgres"
+        };
+        assert!(text.contains(line), "{url}: {text}");
+        assert_eq!(out.status.success(), expected_ok, "{text}");
+    }
+    // The check migrated the throw-away database like serve would.
+    let mut conn = db.connect().await;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'whatsapp_accounts'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1);
+}
