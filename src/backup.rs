@@ -457,7 +457,12 @@ pub fn next_run(schedule: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Runs the scheduled backups until the task is aborted.
-pub async fn run_schedule(backups: std::sync::Arc<Backups>, schedule: String) {
+pub async fn run_schedule(
+    backups: std::sync::Arc<Backups>,
+    schedule: String,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) {
+    use crate::metrics::Metrics;
     loop {
         let wait = match next_run(&schedule) {
             Ok(wait) => wait,
@@ -472,9 +477,13 @@ pub async fn run_schedule(backups: std::sync::Arc<Backups>, schedule: String) {
         for (session_id, result) in results.unwrap_or_default() {
             match result {
                 Ok(archive) => {
+                    Metrics::count(&metrics.backups_written);
                     tracing::info!(%session_id, archive = %archive.path.display(), bytes = archive.bytes, "backup written and verified")
                 }
-                Err(error) => tracing::error!(%session_id, %error, "backup failed"),
+                Err(error) => {
+                    Metrics::count(&metrics.backups_failed);
+                    tracing::error!(%session_id, %error, "backup failed")
+                }
             }
         }
         // Never twice in the same second.

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::{Locale, MailConfig, MailTransport};
 use crate::ids::SessionId;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -205,6 +206,7 @@ impl Mailer {
         config: &MailConfig,
         data_dir: &Path,
         store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Mailer>> {
         let from: Mailbox = config
             .from
@@ -236,6 +238,7 @@ impl Mailer {
                 from,
                 locale: config.locale,
                 store,
+                metrics,
             },
         ));
         Ok(Arc::new(Mailer {
@@ -271,6 +274,7 @@ struct Sender {
     from: Mailbox,
     locale: Locale,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
 }
 
 /// One mail after the other (so a session's mails arrive in order), each retried while it fails.
@@ -361,9 +365,11 @@ impl Sender {
             .await;
         match sent {
             Ok(()) => {
+                Metrics::count(&self.metrics.mails_sent);
                 tracing::info!(%session_id, kind, to = %to.email, subject = %rendered.subject, "mail sent")
             }
             Err(error) => {
+                Metrics::count(&self.metrics.mails_failed);
                 tracing::error!(%session_id, %error, kind, "mail given up after retries")
             }
         }

@@ -58,6 +58,11 @@ pub struct Metrics {
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
     pub ws_connections: AtomicI64,
+    pub mails_sent: AtomicU64,
+    pub mails_failed: AtomicU64,
+    pub backups_written: AtomicU64,
+    pub backups_failed: AtomicU64,
+    pub store_write_retries: AtomicU64,
     sample: Mutex<Vec<(SessionSnapshot, Usage)>>,
 }
 
@@ -121,6 +126,31 @@ impl Metrics {
                 "wa_messages_out_total",
                 "Messages sent.",
                 &self.messages_out,
+            ),
+            (
+                "wa_mails_sent_total",
+                "Notification mails handed to the mail transport.",
+                &self.mails_sent,
+            ),
+            (
+                "wa_mails_failed_total",
+                "Notification mails given up after their retries.",
+                &self.mails_failed,
+            ),
+            (
+                "wa_backups_total",
+                "Backup archives written and verified.",
+                &self.backups_written,
+            ),
+            (
+                "wa_backup_failures_total",
+                "Backups that failed (nothing kept of them).",
+                &self.backups_failed,
+            ),
+            (
+                "wa_store_write_retries_total",
+                "Store writes that failed and were retried (the store was away).",
+                &self.store_write_retries,
             ),
         ];
         for (name, help, counter) in counters {

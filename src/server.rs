@@ -79,14 +79,19 @@ impl App {
         let config = Arc::new(parts.config);
         let sessions_path = parts.sessions_path.clone();
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        let mailer =
-            crate::mail::Mailer::start(&config.mail, &parts.data_dir, parts.store.clone())?;
+        let mailer = crate::mail::Mailer::start(
+            &config.mail,
+            &parts.data_dir,
+            parts.store.clone(),
+            metrics.clone(),
+        )?;
         let backups = Arc::new(backups_of(&config, &parts.data_dir, &parts.sessions_path));
         let scheduled = config.backup.enabled.then(|| {
             Arc::new(
                 tokio::spawn(crate::backup::run_schedule(
                     backups.clone(),
                     config.backup.schedule.clone(),
+                    metrics.clone(),
                 ))
                 .abort_handle(),
             )

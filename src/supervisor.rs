@@ -111,8 +111,11 @@ impl Actor for RootSupervisor {
                 gateway: gateway.clone(),
                 launches,
                 launcher: seed.launcher,
-                metrics: seed.metrics,
-                writes: Arc::new(crate::store::writes::StoreWrites::new(seed.store.clone())),
+                metrics: seed.metrics.clone(),
+                writes: Arc::new(crate::store::writes::StoreWrites::new(
+                    seed.store.clone(),
+                    seed.metrics.clone(),
+                )),
                 executable: seed.executable,
                 sessions_path: seed.sessions_path,
                 simulator_args: seed.simulator_args,

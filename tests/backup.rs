@@ -275,6 +275,17 @@ async fn scheduled_backups_run_on_the_cron_schedule_and_keep_the_newest() {
                 "newer runs replaced the oldest"
             );
             assert!(later.iter().all(|a| verify(&a.path).is_ok()));
+            let metrics = server.app.metrics.render();
+            let written: u64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("wa_backups_total "))
+                .and_then(|v| v.parse().ok())
+                .unwrap();
+            assert!(written >= 3, "{metrics}");
+            assert!(
+                metrics.contains("\nwa_backup_failures_total 0\n"),
+                "{metrics}"
+            );
             break;
         }
         assert!(

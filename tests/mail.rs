@@ -170,6 +170,9 @@ async fn spanish_mails_on_ready_and_on_a_permanent_disconnection() {
     // The error is parked; nothing more is mailed.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(smtp.mails().len(), 2);
+    let metrics = server.app.metrics.render();
+    assert!(metrics.contains("\nwa_mails_sent_total 2\n"), "{metrics}");
+    assert!(metrics.contains("\nwa_mails_failed_total 0\n"), "{metrics}");
     server.stop().await;
     env.assert_no_chromium_left().await;
     smtp.stop().await;
@@ -252,7 +255,7 @@ async fn a_flapping_session_gets_one_mail_per_kind_per_interval() {
     let calm = account(&store, "calm", "Clínica Sur").await;
     let mut mail = mail_config(smtp.port, Locale::Es).mail;
     mail.min_interval = Duration::from_secs(3);
-    let mailer = Mailer::start(&mail, data.path(), store.clone()).unwrap();
+    let mailer = Mailer::start(&mail, data.path(), store.clone(), Arc::default()).unwrap();
 
     for _ in 0..4 {
         mailer.notify(notice(&flappy, MailKind::Connected));
@@ -301,7 +304,7 @@ async fn the_file_transport_writes_one_eml_per_mail() {
     let mut mail = Config::default().mail;
     mail.transport = MailTransport::File;
     mail.locale = Locale::En;
-    let mailer = Mailer::start(&mail, data.path(), store.clone()).unwrap();
+    let mailer = Mailer::start(&mail, data.path(), store.clone(), Arc::default()).unwrap();
     mailer.notify(notice(&session, MailKind::Disconnected));
 
     let dir = data.path().join("mail");

@@ -213,6 +213,15 @@ async fn while_postgres_is_down_sessions_run_and_status_writes_land_in_order_whe
         .unwrap();
     assert_eq!(row.status.as_str(), "error");
     assert_eq!(row.phone_number.as_deref(), Some(PHONE));
+    let retries = server
+        .app
+        .metrics
+        .store_write_retries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        retries > 0,
+        "the outage shows in wa_store_write_retries_total"
+    );
 
     server.stop().await;
     env.assert_no_chromium_left().await;

@@ -189,6 +189,7 @@ impl Harness {
                         &Config::default().mail,
                         &std::env::temp_dir(),
                         store.clone(),
+                        Arc::default(),
                     )
                     .unwrap(),
                     backups: Arc::new(crate::backup::Backups::new(

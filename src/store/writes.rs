@@ -21,13 +21,15 @@ pub enum Write {
 
 pub struct StoreWrites {
     store: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
     queues: Mutex<HashMap<SessionId, mpsc::UnboundedSender<Write>>>,
 }
 
 impl StoreWrites {
-    pub fn new(store: Arc<dyn Store>) -> StoreWrites {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<crate::metrics::Metrics>) -> StoreWrites {
         StoreWrites {
             store,
+            metrics,
             queues: Mutex::new(HashMap::new()),
         }
     }
@@ -36,13 +38,23 @@ impl StoreWrites {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         let queue = queues.entry(session_id.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(apply_in_order(self.store.clone(), session_id.clone(), rx));
+            tokio::spawn(apply_in_order(
+                self.store.clone(),
+                self.metrics.clone(),
+                session_id.clone(),
+                rx,
+            ));
             tx
         });
         if let Err(mpsc::error::SendError(write)) = queue.send(write) {
             // The writer is gone (its runtime ended); start another.
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(apply_in_order(self.store.clone(), session_id.clone(), rx));
+            tokio::spawn(apply_in_order(
+                self.store.clone(),
+                self.metrics.clone(),
+                session_id.clone(),
+                rx,
+            ));
             let _ = tx.send(write);
             *queue = tx;
         }
@@ -62,6 +74,7 @@ impl StoreWrites {
 
 async fn apply_in_order(
     store: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
     session_id: SessionId,
     mut queue: mpsc::UnboundedReceiver<Write>,
 ) {
@@ -83,6 +96,7 @@ async fn apply_in_order(
         let _ = apply
             .retry(backoff)
             .notify(|error, delay| {
+                crate::metrics::Metrics::count(&metrics.store_write_retries);
                 tracing::warn!(%session_id, %error, ?delay, "store write failed; retrying");
             })
             .await;
