@@ -48,6 +48,7 @@ async fn measure(store: &dyn Store) -> (Duration, Duration) {
             .update_status(
                 &session,
                 StatusUpdate {
+                    at: wa_supervisor::store::now(),
                     status: statuses[i % 2],
                     error_message: None,
                     identity: None,

@@ -41,7 +41,9 @@ pub async fn serve(
         .with_context(|| format!("cannot create {}", sessions.display()))?;
     browser::process::sweep_leftovers(&sessions);
     let executable = browser::find_chromium(config.chromium.path.as_deref())?;
-    let store = crate::store::open(&config, data_dir).await;
+    let store = crate::store::open(&config, data_dir)
+        .await
+        .context("cannot open the store")?;
     let jwt_secret = crate::auth::jwt_secret(config.auth.jwt_secret.as_deref(), data_dir)
         .with_context(|| format!("cannot keep the JWT secret in {}", data_dir.display()))?;
     let simulator = if sim {

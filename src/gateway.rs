@@ -333,6 +333,7 @@ impl GatewayState {
                 Ok(Some(account)) if account.user_id == user => {
                     if destroy {
                         let update = crate::store::StatusUpdate {
+                            at: crate::store::now(),
                             status: crate::session::policy::Status::Stopped,
                             error_message: None,
                             identity: None,

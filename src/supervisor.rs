@@ -373,6 +373,7 @@ impl SupervisorState {
         self.context.writes.status(
             &account.session_id,
             StatusUpdate {
+                at: crate::store::now(),
                 status: Status::Error,
                 error_message: Some(why.to_owned()),
                 identity: None,

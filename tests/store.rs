@@ -38,6 +38,7 @@ fn new(user_id: &str, session_id: &str, name: &str) -> NewAccount {
 
 fn update(status: Status, error: Option<&str>, identity: Option<(&str, &str)>) -> StatusUpdate {
     StatusUpdate {
+        at: wa_supervisor::store::now(),
         status,
         error_message: error.map(str::to_owned),
         identity: identity.map(|(a, b)| (a.to_owned(), b.to_owned())),
@@ -138,14 +139,15 @@ async fn conformance(store: &dyn Store) {
 
     // status updates
     tokio::time::sleep(Duration::from_millis(5)).await;
-    store
-        .update_status(
-            &a.session_id,
-            update(Status::Ready, None, Some((PHONE, "Ana ✨"))),
-        )
-        .await
-        .unwrap();
+    // A write that lands late still records when the session connected.
+    let mut connected = update(Status::Ready, None, Some((PHONE, "Ana ✨")));
+    connected.at = "2026-12-04T10:00:00.123Z".into();
+    store.update_status(&a.session_id, connected).await.unwrap();
     let ready = store.get(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        ready.connected_at.as_deref(),
+        Some("2026-12-04T10:00:00.123Z")
+    );
     assert_eq!(ready.status, Status::Ready);
     assert_eq!(ready.phone_number.as_deref(), Some(PHONE));
     assert_eq!(ready.profile_name.as_deref(), Some("Ana ✨"));
@@ -580,4 +582,35 @@ async fn check_reports_whether_the_postgres_store_answers() {
     .await
     .unwrap();
     assert_eq!(tables, 1);
+}
+
+/// A store that answers with a refusal (here: no such database) is a configuration error:
+/// `serve` stops at once and says why, rather than waiting for it.
+#[tokio::test]
+async fn serve_stops_at_once_when_the_database_refuses() {
+    let data = tempfile::tempdir().unwrap();
+    let mut url = reqwest::Url::parse(&common::pg::server_url()).unwrap();
+    url.set_path("/wa_no_such_database");
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-supervisor"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("WA__STORE__KIND", "postgres")
+            .env("DATABASE_URL", url.as_str())
+            .env("RUST_LOG", "error")
+            .output(),
+    )
+    .await
+    .expect("serve gives up instead of waiting")
+    .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("cannot open the store") && text.contains("wa_no_such_database"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    common::assert_no_chromium_under(data.path()).await;
 }

@@ -266,6 +266,7 @@ async fn every_store_call_is_the_documented_postgrest_request() {
         .update_status(
             &SessionId::new("s1").unwrap(),
             StatusUpdate {
+                at: wa_supervisor::store::now(),
                 status: Status::Ready,
                 error_message: None,
                 identity: Some(("34600111222".into(), "Ana".into())),
@@ -290,6 +291,7 @@ async fn every_store_call_is_the_documented_postgrest_request() {
         .update_status(
             &SessionId::new("s1").unwrap(),
             StatusUpdate {
+                at: wa_supervisor::store::now(),
                 status: Status::Error,
                 error_message: Some("LOGOUT".into()),
                 identity: None,
@@ -329,20 +331,24 @@ async fn postgrest_failures_are_store_errors_with_its_message() {
     let (pg, addr) = Listener::start().await;
     let store = SupabaseStore::new(&format!("http://{addr}"), KEY).unwrap();
 
+    // A wrong key is a configuration error: not worth waiting for.
     pg.answer(401, json!({ "message": "Invalid API key" }));
-    let error = store.restorable().await.unwrap_err().to_string();
+    let error = store.restorable().await.unwrap_err();
+    assert!(!error.is_transient());
+    let error = error.to_string();
     assert!(
         error.contains("401") && error.contains("Invalid API key"),
         "{error}"
     );
 
+    // A gateway that is down is: writes wait for it.
     pg.answer(503, json!({ "message": "upstream unavailable" }));
     let error = store
         .touch(&SessionId::new("s1").unwrap())
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("503"), "{error}");
+        .unwrap_err();
+    assert!(error.is_transient());
+    assert!(error.to_string().contains("503"), "{error}");
 
     // A row PostgREST should never send (an unknown status) is reported, not guessed at.
     pg.answer(
@@ -365,10 +371,11 @@ async fn postgrest_failures_are_store_errors_with_its_message() {
     let dead = closed.local_addr().unwrap();
     drop(closed);
     let store = SupabaseStore::new(&format!("http://{dead}"), KEY).unwrap();
-    assert!(matches!(
-        store.restorable().await,
-        Err(StoreError::Database(_))
-    ));
+    let unreachable = store.restorable().await;
+    assert!(
+        matches!(&unreachable, Err(e @ StoreError::Unreachable(_)) if e.is_transient()),
+        "{unreachable:?}"
+    );
 
     for bad in ["not a url", "ftp://example.com"] {
         assert!(SupabaseStore::new(bad, KEY).is_err(), "{bad}");

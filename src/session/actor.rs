@@ -337,6 +337,7 @@ impl SessionState {
         self.context.writes.status(
             &self.session_id,
             StatusUpdate {
+                at: crate::store::now(),
                 status,
                 error_message,
                 identity,

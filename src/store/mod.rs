@@ -51,8 +51,10 @@ pub struct NewAccount {
 pub struct StatusUpdate {
     pub status: Status,
     pub error_message: Option<String>,
-    /// Set on `ready`: phone number and profile name, and `connected_at` = now.
+    /// Set on `ready`: phone number and profile name, and `connected_at` = `at`.
     pub identity: Option<(String, String)>,
+    /// When the change happened (RFC 3339): a write that lands late still records it.
+    pub at: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +63,22 @@ pub enum StoreError {
     AlreadyExists,
     #[error("database: {0}")]
     Database(String),
+    /// The store cannot be reached (connection refused, timed out, 5xx): worth waiting for.
+    #[error("the store is unreachable: {0}")]
+    Unreachable(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
 
 /// What clients are told when the store fails them (the details are logged, not sent).
 pub const UNAVAILABLE: &str = "the account store is not answering; try again shortly";
+
+impl StoreError {
+    /// Whether trying again later may succeed; other errors are configuration or data errors.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
+    }
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -124,9 +136,10 @@ pub async fn open_once(config: &Config, data_dir: &Path) -> StoreResult<Arc<dyn 
     })
 }
 
-/// Opens the configured backend, waiting with backoff (logged) while it does not answer:
-/// a database that starts after the supervisor only delays it.
-pub async fn open(config: &Config, data_dir: &Path) -> Arc<dyn Store> {
+/// Opens the configured backend, waiting with backoff (logged) while it cannot be reached:
+/// a database that starts after the supervisor only delays it. Any other failure (a bad
+/// password, a missing table, an unwritable file) is returned at once.
+pub async fn open(config: &Config, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(30))
@@ -134,11 +147,11 @@ pub async fn open(config: &Config, data_dir: &Path) -> Arc<dyn Store> {
         .without_max_times();
     (|| open_once(config, data_dir))
         .retry(backoff)
+        .when(StoreError::is_transient)
         .notify(|error, delay| {
             tracing::warn!(store = ?config.store.kind, %error, ?delay, "waiting for the store");
         })
         .await
-        .expect("retried without limit")
 }
 
 /// Where the SQLite file lives: `store.sqlite_path`, or `<data-dir>/wa-supervisor.db`.

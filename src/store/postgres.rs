@@ -56,7 +56,19 @@ pub struct PostgresStore {
 }
 
 fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            StoreError::Unreachable(e.to_string())
+        }
+        // The server is shutting down or starting up (admin_shutdown, cannot_connect_now…).
+        sqlx::Error::Database(ref d)
+            if d.code()
+                .is_some_and(|c| c.starts_with("57P") || c == "53300") =>
+        {
+            StoreError::Unreachable(e.to_string())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
 }
 
 impl PostgresStore {
@@ -220,13 +232,13 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, StoreResult<()>> {
         let id = session_id.as_str().to_owned();
         Box::pin(async move {
-            let connected = update.identity.is_some();
+            let connected = update.identity.as_ref().map(|_| update.at.clone());
             let (phone, profile) = update.identity.unzip();
             sqlx::query(
                 "UPDATE whatsapp_accounts SET status = $1, error_message = $2, \
                  phone_number = COALESCE($3, phone_number), \
                  profile_name = COALESCE($4, profile_name), \
-                 connected_at = CASE WHEN $5 THEN now() ELSE connected_at END \
+                 connected_at = COALESCE($5::timestamptz, connected_at) \
                  WHERE session_id = $6",
             )
             .bind(update.status.as_str())

@@ -176,7 +176,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let at = now();
             let (phone, profile, connected) = match update.identity {
-                Some((phone, profile)) => (Some(phone), Some(profile), Some(at.clone())),
+                Some((phone, profile)) => (Some(phone), Some(profile), Some(update.at.clone())),
                 None => (None, None, None),
             };
             sqlx::query(
@@ -271,6 +271,7 @@ mod tests {
             .update_status(
                 &a.session_id,
                 StatusUpdate {
+                    at: now(),
                     status: Status::Ready,
                     error_message: None,
                     identity: Some(("34600111222".into(), "Ana".into())),
@@ -282,6 +283,7 @@ mod tests {
             .update_status(
                 &a.session_id,
                 StatusUpdate {
+                    at: now(),
                     status: Status::Reconnecting,
                     error_message: None,
                     identity: None,

@@ -73,12 +73,12 @@ impl SupabaseStore {
         let response = request
             .send()
             .await
-            .map_err(|e| StoreError::Database(format!("PostgREST: {e}")))?;
+            .map_err(|e| StoreError::Unreachable(format!("PostgREST: {e}")))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| StoreError::Database(format!("PostgREST: {e}")))?;
+            .map_err(|e| StoreError::Unreachable(format!("PostgREST: {e}")))?;
         Ok((status, body))
     }
 
@@ -107,7 +107,12 @@ fn postgrest_error(status: StatusCode, body: &str) -> StoreError {
         .and_then(|v| v.get("message"))
         .and_then(Value::as_str)
         .unwrap_or(body);
-    StoreError::Database(format!("PostgREST {status}: {message}"))
+    let error = format!("PostgREST {status}: {message}");
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        StoreError::Unreachable(error)
+    } else {
+        StoreError::Database(error)
+    }
 }
 
 fn account(row: Row) -> StoreResult<Account> {
@@ -228,7 +233,7 @@ impl Store for SupabaseStore {
             if let Some((phone, profile)) = update.identity {
                 body["phone_number"] = json!(phone);
                 body["profile_name"] = json!(profile);
-                body["connected_at"] = json!(now());
+                body["connected_at"] = json!(update.at);
             }
             let request = self
                 .request(Method::PATCH)

@@ -78,13 +78,16 @@ async fn apply_in_order(
     session_id: SessionId,
     mut queue: mpsc::UnboundedReceiver<Write>,
 ) {
-    // Retried without limit: the latest status must land, however long the store is away.
-    // Capped at 10 s so a store that returns is written to within seconds.
+    // While the store is unreachable a write is retried without limit: the latest status must
+    // land, however long the store is away; delays stay under 10 s (5 s plus up to as much
+    // jitter) so a store that returns is written to within seconds. Any other error (a bug, a
+    // refused row) is retried a few times, then logged and dropped so the queue moves on.
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
+        .with_max_delay(Duration::from_secs(5))
         .with_jitter()
         .without_max_times();
+    let mut other_failures = 0;
     while let Some(write) = queue.recv().await {
         let apply = || async {
             match &write {
@@ -93,13 +96,24 @@ async fn apply_in_order(
                 Write::Flush(_) => Ok(()),
             }
         };
-        let _ = apply
+        let applied = apply
             .retry(backoff)
+            .when(|error: &crate::store::StoreError| {
+                if error.is_transient() {
+                    return true;
+                }
+                other_failures += 1;
+                other_failures <= 3
+            })
             .notify(|error, delay| {
                 crate::metrics::Metrics::count(&metrics.store_write_retries);
                 tracing::warn!(%session_id, %error, ?delay, "store write failed; retrying");
             })
             .await;
+        other_failures = 0;
+        if let Err(error) = applied {
+            tracing::error!(%session_id, %error, "store write dropped after retries");
+        }
         if let Write::Flush(done) = write {
             let _ = done.send(());
         }
