@@ -39,6 +39,8 @@ impl MailKind {
 #[derive(Debug, Clone)]
 pub struct Notice {
     pub session_id: SessionId,
+    /// When it happened (RFC 3339); the mail says this time, not when it was sent.
+    pub at: String,
     pub kind: MailKind,
     pub phone_number: Option<String>,
     pub reason: Option<String>,
@@ -115,8 +117,11 @@ impl Gate {
         }
     }
 
+    /// The latest kind is recorded even when its mail is held back, so the next real change
+    /// (say, a disconnection hours later) is mailed.
     pub fn admit(&mut self, session_id: &SessionId, kind: MailKind, now: Instant) -> bool {
-        if self.last.get(session_id) == Some(&kind) {
+        let previous = self.last.insert(session_id.clone(), kind);
+        if previous == Some(kind) {
             return false;
         }
         let key = (session_id.clone(), kind);
@@ -126,7 +131,6 @@ impl Gate {
             return false;
         }
         self.sent.insert(key, now);
-        self.last.insert(session_id.clone(), kind);
         true
     }
 
@@ -269,6 +273,18 @@ impl Mailer {
     }
 }
 
+#[derive(Debug)]
+struct SendError {
+    permanent: bool,
+    message: String,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 struct Sender {
     transport: Transport,
     from: Mailbox,
@@ -332,7 +348,6 @@ impl Sender {
             .clone()
             .or(account.phone_number.clone())
             .unwrap_or_else(|| "—".into());
-        let time = crate::store::now();
         let rendered = render(
             self.locale,
             notice.kind,
@@ -341,7 +356,7 @@ impl Sender {
                 ("phone_number", &phone),
                 ("reason", notice.reason.as_deref().unwrap_or("—")),
                 ("session_id", session_id.as_str()),
-                ("time", &time),
+                ("time", &notice.at),
             ],
         );
         let message = Message::builder()
@@ -359,6 +374,7 @@ impl Sender {
         };
         let sent = (|| self.send(&message, &rendered))
             .retry(backoff())
+            .when(|error: &SendError| !error.permanent)
             .notify(|error, delay| {
                 tracing::warn!(%session_id, %error, ?delay, kind, "mail not sent; retrying");
             })
@@ -375,7 +391,7 @@ impl Sender {
         }
     }
 
-    async fn send(&self, message: &Message, rendered: &Rendered) -> Result<(), String> {
+    async fn send(&self, message: &Message, rendered: &Rendered) -> Result<(), SendError> {
         match &self.transport {
             Transport::Log => {
                 let to = message
@@ -388,16 +404,25 @@ impl Sender {
                 tracing::info!(to, subject = %rendered.subject, body = %rendered.body, "mail (log transport)");
                 Ok(())
             }
-            Transport::File(file) => file
-                .send(message.clone())
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            Transport::Smtp(smtp) => smtp
-                .send(message.clone())
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Transport::File(file) => {
+                file.send(message.clone())
+                    .await
+                    .map(drop)
+                    .map_err(|e| SendError {
+                        permanent: false,
+                        message: e.to_string(),
+                    })
+            }
+            // A 5xx answer (bad recipient, refused credentials) will not change by retrying.
+            Transport::Smtp(smtp) => {
+                smtp.send(message.clone())
+                    .await
+                    .map(drop)
+                    .map_err(|e| SendError {
+                        permanent: e.is_permanent(),
+                        message: e.to_string(),
+                    })
+            }
         }
     }
 }
@@ -459,6 +484,12 @@ mod tests {
             (&a, Connected, 901, true), // 15 min after the first connected mail
             (&a, Disconnected, 911, true),
             (&a, Disconnected, 2000, false), // never twice in a row
+            (&a, Connected, 2001, true),
+            (&a, Disconnected, 2010, true),
+            (&a, Connected, 2020, false), // flapping again: held back…
+            (&a, Disconnected, 2030, false), // …both ways…
+            (&a, Connected, 2040, false), // …but the latest state is remembered,
+            (&a, Disconnected, 9000, true), // so a real disconnection later is mailed
         ];
         for (session, kind, s, admitted) in table {
             assert_eq!(

@@ -240,6 +240,7 @@ async fn account(store: &SqliteStore, session: &str, name: &str) -> SessionId {
 fn notice(session_id: &SessionId, kind: MailKind) -> Notice {
     Notice {
         session_id: session_id.clone(),
+        at: wa_supervisor::store::now(),
         kind,
         phone_number: Some(PHONE.into()),
         reason: (kind == MailKind::Disconnected).then(|| "TOS_BLOCK".into()),
@@ -324,4 +325,40 @@ async fn the_file_transport_writes_one_eml_per_mail() {
     let eml = std::fs::read_to_string(&files[0]).unwrap();
     assert!(eml.contains("To: recepcion@example.com"), "{eml}");
     assert!(eml.contains("Subject: WhatsApp disconnected:"), "{eml}");
+}
+
+#[tokio::test]
+async fn a_permanent_smtp_refusal_is_not_retried_for_an_hour() {
+    let smtp = SmtpServer::start(free_port()).await;
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&data.path().join("wa.db")).await.unwrap());
+    let session = account(&store, "refused", "Óptica").await;
+    let mut mail = mail_config(smtp.port, Locale::Es).mail;
+    mail.smtp_url = Some(format!(
+        "smtp://wa:wrong-password@127.0.0.1:{}?tls=none",
+        smtp.port
+    ));
+    let metrics = Arc::new(wa_supervisor::metrics::Metrics::default());
+    let mailer = Mailer::start(&mail, data.path(), store.clone(), metrics.clone()).unwrap();
+    mailer.notify(notice(&session, MailKind::Connected));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics
+        .mails_failed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a 535 (bad credentials) is given up at once"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(smtp.mails().is_empty());
+    assert_eq!(
+        metrics
+            .mails_sent
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    smtp.stop().await;
 }

@@ -351,6 +351,7 @@ impl SessionState {
         if let Some((kind, reason)) = mail {
             self.context.mailer.notify(crate::mail::Notice {
                 session_id: self.session_id.clone(),
+                at: crate::store::now(),
                 kind,
                 phone_number: identity_phone.clone(),
                 reason,
