@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS whatsapp_accounts (
         ('initializing', 'qr', 'authenticated', 'ready', 'reconnecting', 'error', 'stopped'))
 );
 
+-- A table left by the Node backend has every column but notify_email (added here); a row it
+-- wrote stays readable.
+ALTER TABLE whatsapp_accounts ADD COLUMN IF NOT EXISTS notify_email text NULL;
+
 -- A dashboard lists its user's accounts; start-up restores by status.
 CREATE INDEX IF NOT EXISTS whatsapp_accounts_user_id ON whatsapp_accounts (user_id);
 CREATE INDEX IF NOT EXISTS whatsapp_accounts_status ON whatsapp_accounts (status);

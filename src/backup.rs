@@ -1,9 +1,11 @@
 //! Profile backups (SPEC §10): each session's credential-bearing subset (`Default/IndexedDB`,
 //! `Default/Local Storage`) as `<backup.dir>/<sessionId>-<UTC timestamp>.tar.gz`, with a
-//! manifest as the first entry. Every archive is verified after writing (re-read to the end,
+//! manifest as the last entry. Every archive is verified after writing (re-read to the end,
 //! entries listed, sizes matched against the manifest) before it takes its final name; the
 //! newest `backup.keep` per session are kept. A session whose profile directory is missing
 //! at restore time gets the newest archive that verifies; corrupt ones are skipped.
+//! Archives hold WhatsApp credentials: the directory is 0700 and the files 0600, and a
+//! session's archives are deleted with its credentials (logout, destroy, account deleted).
 //! Everything here is blocking file work: call it from `spawn_blocking` or the CLI.
 
 use std::collections::BTreeMap;
@@ -124,7 +126,7 @@ impl Backups {
         if files.is_empty() {
             return Err(BackupError::NothingToBackUp(session_id.clone()));
         }
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        create_private_dir(&self.dir)?;
         self.remove_partials(session_id);
         let now = SystemTime::now();
         let name = format!("{session_id}-{}{SUFFIX}", stamp(now));
@@ -177,10 +179,7 @@ impl Backups {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                let (session, stamp) = name.strip_suffix(SUFFIX)?.rsplit_once('-')?;
-                if stamp.len() != 19 || !stamp.ends_with('Z') {
-                    return None;
-                }
+                let (session, stamp) = parse_name(&name)?;
                 Some(Archive {
                     session_id: SessionId::new(session).ok()?,
                     path: e.path(),
@@ -198,16 +197,34 @@ impl Backups {
         archives
     }
 
-    /// Archives left half-written by an interrupted run (never listed, never restored).
+    /// Archives left half-written by an interrupted run of this session (never listed,
+    /// never restored). Another session whose id starts like this one's is left alone.
     fn remove_partials(&self, session_id: &SessionId) {
-        let prefix = format!(".{session_id}-");
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for entry in entries.filter_map(|e| e.ok()) {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with(&prefix) && name.ends_with(".partial") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let Some(archive) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.strip_suffix(".partial"))
+            else {
+                continue;
+            };
+            if parse_name(archive).is_some_and(|(s, _)| s == session_id.as_str()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Deletes every archive of a session: its credentials are gone (logout, destroy) or the
+    /// account is, and nobody may get them back — not even a later account with the same id.
+    pub fn delete_all(&self, session_id: &SessionId) {
+        self.remove_partials(session_id);
+        for archive in self.list(Some(session_id)) {
+            if let Err(error) = std::fs::remove_file(&archive.path) {
+                tracing::warn!(path = %archive.path.display(), %error, "cannot delete a backup");
             }
         }
     }
@@ -238,7 +255,17 @@ impl Backups {
         }
         let mut skipped = Vec::new();
         for archive in archives {
-            match verify(&archive.path).and_then(|_| extract(&archive.path, &profile)) {
+            let checked = verify(&archive.path).and_then(|manifest| {
+                if manifest.session_id == session_id.as_str() {
+                    Ok(())
+                } else {
+                    Err(BackupError::Corrupt {
+                        path: archive.path.clone(),
+                        message: format!("it holds session {}", manifest.session_id),
+                    })
+                }
+            });
+            match checked.and_then(|()| extract(&archive.path, &profile)) {
                 Ok(()) => return Ok((archive, skipped)),
                 Err(error) => {
                     tracing::warn!(%session_id, archive = %archive.path.display(), %error, "backup does not verify; trying an older one");
@@ -318,7 +345,14 @@ fn append(
     tar.append_data(&mut header, name, data).map_err(io(path))
 }
 
-/// Reads each file once (a live profile keeps changing) and records the size actually stored.
+fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+}
+
+/// Each file is read once (a live profile keeps changing; the size stored is the size read)
+/// and dropped before the next, so memory holds one file at a time; the manifest goes last.
 fn write_archive(
     path: &Path,
     profile: &Path,
@@ -326,30 +360,32 @@ fn write_archive(
     session_id: &SessionId,
     at: SystemTime,
 ) -> Result<Manifest, BackupError> {
-    let mut contents = Vec::with_capacity(files.len());
+    use std::os::unix::fs::OpenOptionsExt;
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    let mut tar = tar::Builder::new(GzEncoder::new(out, Compression::default()));
+    let mut stored = BTreeMap::new();
     for file in files {
-        match std::fs::read(profile.join(file)) {
-            Ok(data) => contents.push((file.clone(), data)),
+        let data = match std::fs::read(profile.join(file)) {
+            Ok(data) => data,
             // Chromium may delete a file between listing and reading (a compacted log).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(&profile.join(file))(e)),
-        }
+        };
+        append(&mut tar, file, &data, path)?;
+        stored.insert(file.clone(), data.len() as u64);
     }
     let manifest = Manifest {
         session_id: session_id.to_string(),
         created_at: humantime::format_rfc3339_millis(at).to_string(),
-        files: contents
-            .iter()
-            .map(|(name, data)| (name.clone(), data.len() as u64))
-            .collect(),
+        files: stored,
     };
-    let out = std::fs::File::create(path).map_err(io(path))?;
-    let mut tar = tar::Builder::new(GzEncoder::new(out, Compression::default()));
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     append(&mut tar, MANIFEST, &json, path)?;
-    for (name, data) in &contents {
-        append(&mut tar, name, data, path)?;
-    }
     let gz = tar.into_inner().map_err(io(path))?;
     let mut file = gz.finish().map_err(io(path))?;
     file.flush().map_err(io(path))?;
@@ -357,8 +393,18 @@ fn write_archive(
     Ok(manifest)
 }
 
+/// A relative path of plain names, inside one of the subset's directories.
+fn inside_subset(name: &Path) -> bool {
+    use std::path::Component;
+    name.components().all(|c| matches!(c, Component::Normal(_)))
+        && SUBSET
+            .iter()
+            .any(|d| name.starts_with(d) && name != Path::new(d))
+}
+
 /// Re-reads an archive to its end (the gzip checksum included), lists its entries and checks
-/// them against its manifest: names, sizes, and bytes actually present.
+/// them against its manifest (the last entry): names, sizes, and bytes actually present.
+/// Only regular files inside the profile subset are accepted (no links, no `..`).
 pub fn verify(path: &Path) -> Result<Manifest, BackupError> {
     let corrupt = |message: String| BackupError::Corrupt {
         path: path.to_owned(),
@@ -371,28 +417,44 @@ pub fn verify(path: &Path) -> Result<Manifest, BackupError> {
     let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
+        if manifest.is_some() {
+            return Err(corrupt("entries after the manifest".into()));
+        }
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(corrupt("an entry that is not a regular file".into()));
+        }
         let name = entry
             .path()
             .map_err(|e| corrupt(e.to_string()))?
-            .to_string_lossy()
             .into_owned();
         let declared = entry.header().size().map_err(|e| corrupt(e.to_string()))?;
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .map_err(|e| corrupt(format!("{name}: {e}")))?;
-        if data.len() as u64 != declared {
-            return Err(corrupt(format!(
-                "{name}: {} bytes, header says {declared}",
-                data.len()
-            )));
-        }
-        if name == MANIFEST && manifest.is_none() && seen.is_empty() {
+        if name == Path::new(MANIFEST) {
+            let mut data = Vec::new();
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| corrupt(format!("manifest: {e}")))?;
             manifest =
                 Some(serde_json::from_slice(&data).map_err(|e| corrupt(format!("manifest: {e}")))?);
-        } else {
-            seen.insert(name, declared);
+            continue;
         }
+        if !inside_subset(&name) {
+            return Err(corrupt(format!(
+                "{} lies outside the profile subset",
+                name.display()
+            )));
+        }
+        let read = std::io::copy(&mut entry, &mut std::io::sink())
+            .map_err(|e| corrupt(format!("{}: {e}", name.display())))?;
+        if read != declared {
+            return Err(corrupt(format!(
+                "{}: {read} bytes, header says {declared}",
+                name.display()
+            )));
+        }
+        let name = name
+            .to_str()
+            .ok_or_else(|| corrupt("a name that is not UTF-8".into()))?;
+        seen.insert(name.to_owned(), declared);
     }
     // Reading the entries stops at the tar end marker; drain the stream so the gzip trailer
     // (CRC and length) is checked too.
@@ -402,13 +464,20 @@ pub fn verify(path: &Path) -> Result<Manifest, BackupError> {
     if manifest.files != seen {
         return Err(corrupt("entries differ from the manifest".into()));
     }
-    if seen
-        .keys()
-        .any(|n| !SUBSET.iter().any(|d| n.starts_with(&format!("{d}/"))))
-    {
-        return Err(corrupt("an entry lies outside the profile subset".into()));
-    }
     Ok(manifest)
+}
+
+/// `<sessionId>-<stamp>.tar.gz` → (session id, stamp).
+fn parse_name(name: &str) -> Option<(&str, &str)> {
+    let (session, stamp) = name.strip_suffix(SUFFIX)?.rsplit_once('-')?;
+    let well_formed = stamp.len() == 19
+        && stamp.ends_with('Z')
+        && stamp.as_bytes()[8] == b'T'
+        && stamp
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| i == 8 || i == 18 || b.is_ascii_digit());
+    (well_formed && SessionId::new(session).is_ok()).then_some((session, stamp))
 }
 
 /// Extracts into a scratch directory beside the profile, then swaps each subset directory in.
@@ -427,8 +496,19 @@ fn extract(path: &Path, profile: &Path) -> Result<(), BackupError> {
         if name == Path::new(MANIFEST) {
             continue;
         }
-        // verify() checked every name lies in the subset; unpack_in refuses `..` as well.
-        entry.unpack_in(scratch.path()).map_err(io(path))?;
+        // verify() checked this already; the file may have been replaced since.
+        if entry.header().entry_type() != tar::EntryType::Regular || !inside_subset(&name) {
+            return Err(BackupError::Corrupt {
+                path: path.to_owned(),
+                message: format!("{} is not a file of the profile subset", name.display()),
+            });
+        }
+        if !entry.unpack_in(scratch.path()).map_err(io(path))? {
+            return Err(BackupError::Corrupt {
+                path: path.to_owned(),
+                message: format!("{} could not be unpacked", name.display()),
+            });
+        }
     }
     std::fs::create_dir_all(profile.join("Default")).map_err(io(profile))?;
     for dir in SUBSET {

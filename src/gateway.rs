@@ -339,10 +339,11 @@ impl GatewayState {
                             identity: None,
                         };
                         if let Err(error) = store.update_status(&session_id, update).await {
+                            tracing::warn!(%error, "account store failed a destroy");
                             return reply.error(
                                 Some(session_id),
                                 ErrorCode::Internal,
-                                &error.to_string(),
+                                crate::store::UNAVAILABLE,
                             );
                         }
                         reply.send(ServerEvent::Disconnected {
@@ -359,7 +360,10 @@ impl GatewayState {
                     }
                 }
                 Ok(_) => reply.error(None, ErrorCode::NotFound, "no such session"),
-                Err(error) => reply.error(None, ErrorCode::Internal, &error.to_string()),
+                Err(error) => {
+                    tracing::warn!(%error, "account store failed a lookup");
+                    reply.error(None, ErrorCode::Internal, crate::store::UNAVAILABLE)
+                }
             }
         });
     }

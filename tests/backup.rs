@@ -120,6 +120,21 @@ async fn a_lost_profile_comes_back_from_its_backup_without_a_qr_skipping_a_corru
         archives[0].exists() && archives[1].exists(),
         "restoring removes no archive"
     );
+
+    // Destroying the session logs it out: its credentials, backups included, are gone.
+    client
+        .send(
+            "whatsapp:destroy",
+            serde_json::json!({ "sessionId": session_id }),
+            "d1",
+        )
+        .await;
+    client.expect("whatsapp:disconnected", WAIT).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while archives.iter().any(|a| a.exists()) {
+        assert!(tokio::time::Instant::now() < deadline, "backups deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop().await;
     env.assert_no_chromium_left().await;
 }
@@ -170,6 +185,12 @@ fn archives_are_verified_pruned_and_restored_newest_good_first() {
     let profile = fake_profile(&sessions, "shop-1", "v1");
     fake_profile(&sessions, "shop-2", "other");
     let first = backups.backup(&id).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&backups.dir), 0o700, "credentials: owner only");
+        assert_eq!(mode(&first.path), 0o600, "credentials: owner only");
+    }
     let manifest = verify(&first.path).unwrap();
     assert_eq!(manifest.session_id, "shop-1");
     assert_eq!(
@@ -257,43 +278,159 @@ async fn scheduled_backups_run_on_the_cron_schedule_and_keep_the_newest() {
     config.backup.schedule = "* * * * * *".into(); // every second
     config.backup.keep = 2;
     let server = Server::start(&env, config).await;
+    let (backups, metrics) = (server.app.backups.clone(), server.app.metrics.clone());
     let id = SessionId::new("nightly").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    // Three runs at least: the first two archives, then one pruned.
-    loop {
-        let archives = server.app.backups.list(Some(&id));
+    // The first two runs: two archives.
+    let first_two = loop {
+        let archives = backups.list(Some(&id));
         let (ok, text) = cli(&data, &["backup", "list"]);
         assert!(ok, "{text}");
         if archives.len() == 2 && text.lines().count() == 2 {
-            let stamps: Vec<_> = archives.iter().map(|a| a.stamp.clone()).collect();
-            tokio::time::sleep(Duration::from_millis(2500)).await;
-            let later = server.app.backups.list(Some(&id));
-            assert_eq!(later.len(), 2, "keep = 2");
-            assert_ne!(
-                later.iter().map(|a| a.stamp.clone()).collect::<Vec<_>>(),
-                stamps,
-                "newer runs replaced the oldest"
-            );
-            assert!(later.iter().all(|a| verify(&a.path).is_ok()));
-            let metrics = server.app.metrics.render();
-            let written: u64 = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("wa_backups_total "))
-                .and_then(|v| v.parse().ok())
-                .unwrap();
-            assert!(written >= 3, "{metrics}");
-            assert!(
-                metrics.contains("\nwa_backup_failures_total 0\n"),
-                "{metrics}"
-            );
-            break;
+            break archives;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "no scheduled backups: {text}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    // More runs, then the schedule stops with the server (a run under way finishes).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     server.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = backups.list(Some(&id));
+    assert_eq!(later.len(), 2, "keep = 2");
+    assert_ne!(later, first_two, "newer runs replaced the oldest");
+    assert!(later.iter().all(|a| verify(&a.path).is_ok()));
+    let rendered = metrics.render();
+    let written: u64 = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("wa_backups_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(written >= 3, "{rendered}");
+    assert!(
+        rendered.contains("\nwa_backup_failures_total 0\n"),
+        "{rendered}"
+    );
+    // Stopped means stopped: no run after shutdown.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(backups.list(Some(&id)), later);
     env.assert_no_chromium_left().await;
+}
+
+/// Writes `<dir>/<session>-<stamp>.tar.gz` with the given entries (name, kind, data) and a
+/// manifest that lists the regular ones, as a tampered or foreign archive would look.
+fn craft(
+    dir: &Path,
+    session: &str,
+    stamp: &str,
+    manifest_session: &str,
+    entries: &[(&str, tar::EntryType, &[u8])],
+) -> PathBuf {
+    let path = dir.join(format!("{session}-{stamp}.tar.gz"));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::default(),
+    ));
+    let mut files = serde_json::Map::new();
+    for (name, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(0o600);
+        if *kind == tar::EntryType::Symlink {
+            header.set_size(0);
+            tar.append_link(&mut header, name, "/etc/passwd").unwrap();
+        } else {
+            header.set_size(data.len() as u64);
+            tar.append_data(&mut header, name, *data).unwrap();
+            files.insert(name.to_string(), serde_json::json!(data.len()));
+        }
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "session_id": manifest_session, "created_at": "2026-12-04T03:00:00.000Z", "files": files
+    }))
+    .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o600);
+    tar.append_data(&mut header, "wa-backup.json", &manifest[..])
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+    path
+}
+
+#[test]
+fn tampered_and_foreign_archives_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("sessions");
+    let dir = root.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let backups = Backups::new(dir.clone(), sessions.clone(), 5);
+    let id = SessionId::new("shop").unwrap();
+    let regular = tar::EntryType::Regular;
+    let good = craft(
+        &dir,
+        "shop",
+        "20261201T030000000Z",
+        "shop",
+        &[(LOG, regular, b"good")],
+    );
+    assert!(verify(&good).is_ok(), "a well-formed archive verifies");
+    let link = craft(
+        &dir,
+        "shop",
+        "20261202T030000000Z",
+        "shop",
+        &[
+            (LOG, regular, b"x"),
+            ("Default/IndexedDB/evil", tar::EntryType::Symlink, b""),
+        ],
+    );
+    let outside = craft(
+        &dir,
+        "shop",
+        "20261203T030000000Z",
+        "shop",
+        &[
+            (LOG, regular, b"x"),
+            ("Default/Cookies", regular, b"not credentials"),
+        ],
+    );
+    // Another session's archive renamed to this one's.
+    let foreign = craft(
+        &dir,
+        "shop",
+        "20261204T030000000Z",
+        "rival",
+        &[(LOG, regular, b"theirs")],
+    );
+    for bad in [&link, &outside] {
+        assert!(
+            matches!(verify(bad), Err(BackupError::Corrupt { .. })),
+            "{}",
+            bad.display()
+        );
+    }
+    // A half-written archive of a session whose id starts like this one's is not ours to clean.
+    let partial = dir.join(".shop-2-20261204T030000000Z.tar.gz.partial");
+    std::fs::write(&partial, b"being written").unwrap();
+
+    let (used, skipped) = backups.restore(&id).unwrap();
+    assert_eq!(used.path, good, "the newest three are refused");
+    let skipped: Vec<_> = skipped.iter().map(|(a, _)| a.path.clone()).collect();
+    assert_eq!(skipped, vec![foreign, outside, link]);
+    let profile = sessions.join("session-shop");
+    assert_eq!(read(&profile, LOG), "good");
+    assert!(!profile.join("Default/IndexedDB/evil").exists());
+    assert!(!profile.join("Default/Cookies").exists());
+
+    fake_profile(&sessions, "shop", "v3");
+    backups.backup(&id).unwrap();
+    assert!(partial.exists());
+    backups.delete_all(&id);
+    assert!(backups.list(Some(&id)).is_empty());
+    assert!(partial.exists(), "shop-2's file is not shop's");
 }

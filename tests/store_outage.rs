@@ -30,6 +30,13 @@ struct Cluster {
 
 impl Cluster {
     fn local() -> Cluster {
+        let url = reqwest::Url::parse(&common::pg::server_url()).unwrap();
+        assert!(
+            matches!(url.host_str(), Some("127.0.0.1" | "localhost"))
+                && url.port().unwrap_or(5432) == 5432,
+            "the outage tests stop and start the local cluster at 127.0.0.1:5432; \
+             WA_TEST_DATABASE_URL points elsewhere ({url})"
+        );
         let version = std::fs::read_dir("/etc/postgresql")
             .ok()
             .and_then(|mut d| d.next())

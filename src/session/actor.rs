@@ -283,6 +283,13 @@ impl Actor for SessionActor {
 }
 
 impl SessionState {
+    /// The credentials are gone; so go their backups (in the background, never waited for).
+    fn delete_backups(&self) {
+        let backups = self.context.backups.clone();
+        let session_id = self.session_id.clone();
+        tokio::task::spawn_blocking(move || backups.delete_all(&session_id));
+    }
+
     fn profile_dir(&self) -> PathBuf {
         self.context
             .sessions_path
@@ -547,6 +554,7 @@ impl SessionState {
         self.generation += 1;
         if delete_profile {
             let _ = tokio::fs::remove_dir_all(self.profile_dir()).await;
+            self.delete_backups();
         }
         self.set_status(Status::Error, Some(reason.to_owned()), None);
         if code != ErrorCode::AuthFailure {
@@ -754,6 +762,7 @@ impl SessionState {
                     None => {}
                 }
                 let _ = tokio::fs::remove_dir_all(self.profile_dir()).await;
+                self.delete_backups();
                 self.set_status(Status::Stopped, Some("manual".into()), None);
                 self.send_owner(ServerEvent::Disconnected {
                     session_id: self.session_id.clone(),
