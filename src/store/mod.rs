@@ -99,6 +99,30 @@ pub trait Store: Send + Sync + 'static {
     fn restorable(&self) -> BoxFuture<'_, StoreResult<Vec<Account>>>;
 }
 
+/// An account from a row's columns read by name (the SQL backends share this).
+pub(crate) fn account_from_columns(
+    text: impl Fn(&str) -> StoreResult<String>,
+    maybe: impl Fn(&str) -> StoreResult<Option<String>>,
+) -> StoreResult<Account> {
+    Ok(Account {
+        id: text("id")?,
+        user_id: UserId::new(&text("user_id")?).map_err(|e| StoreError::Corrupt(e.0))?,
+        session_id: SessionId::new(&text("session_id")?).map_err(|e| StoreError::Corrupt(e.0))?,
+        status: text("status")?
+            .parse::<Status>()
+            .map_err(StoreError::Corrupt)?,
+        phone_number: maybe("phone_number")?,
+        profile_name: maybe("profile_name")?,
+        name: maybe("name")?,
+        notify_email: maybe("notify_email")?,
+        connected_at: maybe("connected_at")?,
+        last_seen: maybe("last_seen")?,
+        error_message: maybe("error_message")?,
+        created_at: text("created_at")?,
+        updated_at: text("updated_at")?,
+    })
+}
+
 /// Now, as the store writes timestamps (RFC 3339, UTC, milliseconds).
 pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()

@@ -2,7 +2,6 @@
 //! SQL files in `migrations/`, applied in order at open and recorded in
 //! `wa_supervisor_migrations`, under an advisory lock so two supervisors never race.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -136,23 +135,10 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
 }
 
 fn account(row: &PgRow) -> StoreResult<Account> {
-    let text = |name: &str| -> StoreResult<String> { row.try_get(name).map_err(db) };
-    let maybe = |name: &str| -> StoreResult<Option<String>> { row.try_get(name).map_err(db) };
-    Ok(Account {
-        id: text("id")?,
-        user_id: UserId::new(&text("user_id")?).map_err(|e| StoreError::Corrupt(e.0))?,
-        session_id: SessionId::new(&text("session_id")?).map_err(|e| StoreError::Corrupt(e.0))?,
-        status: Status::from_str(&text("status")?).map_err(StoreError::Corrupt)?,
-        phone_number: maybe("phone_number")?,
-        profile_name: maybe("profile_name")?,
-        name: maybe("name")?,
-        notify_email: maybe("notify_email")?,
-        connected_at: maybe("connected_at")?,
-        last_seen: maybe("last_seen")?,
-        error_message: maybe("error_message")?,
-        created_at: text("created_at")?,
-        updated_at: text("updated_at")?,
-    })
+    super::account_from_columns(
+        |name| row.try_get(name).map_err(db),
+        |name| row.try_get(name).map_err(db),
+    )
 }
 
 /// Account ids are UUIDs; anything else names no account (rather than a cast error).

@@ -1,7 +1,6 @@
 //! The embedded SQLite backend: one file, schema created at open.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use futures::future::BoxFuture;
 use sqlx::Row;
@@ -83,23 +82,10 @@ impl SqliteStore {
 }
 
 fn account(row: &SqliteRow) -> StoreResult<Account> {
-    let text = |name: &str| -> StoreResult<String> { row.try_get(name).map_err(db) };
-    let maybe = |name: &str| -> StoreResult<Option<String>> { row.try_get(name).map_err(db) };
-    Ok(Account {
-        id: text("id")?,
-        user_id: UserId::new(&text("user_id")?).map_err(|e| StoreError::Corrupt(e.0))?,
-        session_id: SessionId::new(&text("session_id")?).map_err(|e| StoreError::Corrupt(e.0))?,
-        status: Status::from_str(&text("status")?).map_err(StoreError::Corrupt)?,
-        phone_number: maybe("phone_number")?,
-        profile_name: maybe("profile_name")?,
-        name: maybe("name")?,
-        notify_email: maybe("notify_email")?,
-        connected_at: maybe("connected_at")?,
-        last_seen: maybe("last_seen")?,
-        error_message: maybe("error_message")?,
-        created_at: text("created_at")?,
-        updated_at: text("updated_at")?,
-    })
+    super::account_from_columns(
+        |name| row.try_get(name).map_err(db),
+        |name| row.try_get(name).map_err(db),
+    )
 }
 
 impl Store for SqliteStore {
