@@ -107,8 +107,10 @@ async fn history(db: &TestDb) -> Vec<(String, Option<String>)> {
 #[tokio::test]
 async fn while_postgres_is_down_sessions_run_and_status_writes_land_in_order_when_it_returns() {
     let _one = CLUSTER.lock().await;
-    let cluster = Cluster::local();
     let db = TestDb::create().await;
+    // Declared after the database so that, on a failure, the cluster is started again before
+    // the database is dropped.
+    let cluster = Cluster::local();
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url).await.unwrap());
     let mut conn = db.connect().await;
     sqlx::raw_sql(
@@ -237,8 +239,10 @@ async fn while_postgres_is_down_sessions_run_and_status_writes_land_in_order_whe
 #[tokio::test]
 async fn serve_waits_for_the_database_with_backoff_and_says_so() {
     let _one = CLUSTER.lock().await;
-    let cluster = Cluster::local();
     let db = TestDb::create().await;
+    // Declared after the database so that, on a failure, the cluster is started again before
+    // the database is dropped.
+    let cluster = Cluster::local();
     let data = tempfile::tempdir().unwrap();
     cluster.stop();
 

@@ -52,13 +52,21 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                if let Ok(mut conn) = PgConnection::connect(&server_url()).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
+                // The server may be restarting (the outage tests); try for a few seconds.
+                for _ in 0..25 {
+                    if let Ok(mut conn) = PgConnection::connect(&server_url()).await {
+                        let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                        if dropped.is_ok() {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
+                eprintln!("could not drop the throw-away database {name}");
             })
         })
         .join();
