@@ -5,12 +5,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use wa_supervisor::config::{Config, Locale, MailTransport};
 use wa_supervisor::ids::{SessionId, UserId};
 use wa_supervisor::mail::{MailKind, Mailer, Notice};
@@ -18,87 +16,10 @@ use wa_supervisor::store::sqlite::SqliteStore;
 use wa_supervisor::store::{NewAccount, Store};
 
 use common::server::{Server, config, ready_session};
+use common::smtp::{SmtpServer, free_port};
 use common::{Env, PHONE};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-struct SmtpServer {
-    child: tokio::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py")
-}
-
-impl SmtpServer {
-    async fn start(port: u16) -> SmtpServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = tokio::process::Command::new("python3")
-            .args(["-W", "ignore"])
-            .arg(script())
-            .arg(port.to_string())
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs (scripts/test installs it and aiosmtpd)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
-        assert!(
-            matches!(&ready, Ok(Ok(Some(line))) if line == "ready"),
-            "the SMTP server starts (is aiosmtpd installed? pip install aiosmtpd): {ready:?}"
-        );
-        SmtpServer { child, port, dir }
-    }
-
-    /// The mails received so far, oldest first.
-    fn mails(&self) -> Vec<Value> {
-        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
-            .collect()
-    }
-
-    async fn wait_mails(&self, count: usize, within: Duration) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let mails = self.mails();
-            if mails.len() >= count {
-                return mails;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{count} mails expected, got {mails:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Stops the server and checks that its process is gone.
-    async fn stop(mut self) {
-        let pid = self.child.id().unwrap() as i32;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        assert!(status.is_ok(), "the SMTP server exits on SIGTERM");
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "no SMTP server process left"
-        );
-    }
-}
 
 fn smtp_url(port: u16) -> String {
     // AUTH over a plain connection on loopback; `tls=none` says so explicitly.
@@ -121,6 +42,7 @@ fn assert_envelope(mail: &Value, to: &str) {
     assert_eq!(mail["mail_from"], "avisos@example.com");
     assert_eq!(mail["login"], "wa", "the URL's credentials were used");
     assert_eq!(mail["content_type"], "text/plain");
+    assert_eq!(mail["tls"], false, "?tls=none, as asked");
 }
 
 #[tokio::test]

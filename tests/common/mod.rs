@@ -12,6 +12,7 @@ use wa_supervisor::sim::{QrTiming, SimHandle, Simulator};
 
 pub mod pg;
 pub mod server;
+pub mod smtp;
 
 pub const PHONE: &str = "34600111222";
 pub const PUSHNAME: &str = "Ana Shop";
