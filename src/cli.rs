@@ -255,51 +255,38 @@ pub async fn check(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resul
     })
 }
 
-/// Connects to the SMTP server of `url` (`smtp://[user:pass@]host[:port]` or `smtps://…`) and
-/// reads its greeting; credentials are not used.
+/// Connects to the SMTP server of `url` as the mailer would (EHLO, STARTTLS or TLS, AUTH with
+/// the URL's credentials) and says `host:port` without the credentials.
 async fn smtp_greeting(url: &str) -> Result<String, String> {
-    let (scheme, rest) = url.split_once("://").ok_or("smtp_url has no scheme")?;
-    let default_port = match scheme {
-        "smtp" => 587,
-        "smtps" => 465,
-        other => return Err(format!("unknown scheme {other}: use smtp:// or smtps://")),
-    };
-    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let host_port = host_port.split(['/', '?']).next().unwrap_or_default();
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("bad port in {host_port}"))?,
-        ),
-        None => (host_port, default_port),
-    };
-    let connect = tokio::net::TcpStream::connect((host, port));
-    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
-        .await
-        .map_err(|_| format!("{host}:{port} did not answer within 5 s"))?
-        .map_err(|e| format!("{host}:{port}: {e}"))?;
-    if scheme == "smtps" {
-        return Ok(format!(
-            "{host}:{port} accepts connections (TLS greeting not read)"
-        ));
-    }
-    let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(stream);
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line),
-    )
-    .await
-    .map_err(|_| format!("{host}:{port} sent no greeting within 5 s"))?
-    .map_err(|e| e.to_string())?;
-    if line.starts_with("220") {
-        Ok(format!("{host}:{port} greets: {}", line.trim()))
-    } else {
-        Err(format!(
-            "{host}:{port} is not an SMTP server: {}",
-            line.trim()
-        ))
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("mail.smtp_url: {e}"))?;
+    let default_port = if parsed.scheme() == "smtps" { 465 } else { 587 };
+    let place = format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or_default(),
+        parsed.port().unwrap_or(default_port)
+    );
+    let transport = crate::mail::smtp_transport(url).map_err(|e| format!("mail.smtp_url: {e}"))?;
+    match transport.test_connection().await {
+        Ok(true) => Ok(format!(
+            "{place} accepts the mailer ({}{})",
+            match (
+                parsed.scheme(),
+                url.contains("tls=none"),
+                url.contains("tls=opportunistic")
+            ) {
+                ("smtps", _, _) => "TLS",
+                (_, true, _) => "no TLS, as configured",
+                (_, _, true) => "STARTTLS if offered",
+                _ => "STARTTLS",
+            },
+            if parsed.username().is_empty() {
+                ""
+            } else {
+                ", credentials accepted"
+            }
+        )),
+        Ok(false) => Err(format!("{place} did not answer NOOP")),
+        Err(error) => Err(format!("{place}: {error}")),
     }
 }
 

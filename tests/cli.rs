@@ -1,5 +1,7 @@
 //! The binary as an operator runs it.
 
+mod common;
+
 use std::process::Command;
 
 use wa_supervisor::auth::{Jwt, jwt_secret};
@@ -157,48 +159,54 @@ fn serve_with_sim_answers_health_and_the_simulator_and_stops_on_sigterm() {
     assert!(dir.path().join("jwt-secret").exists());
 }
 
-#[test]
-fn check_tries_the_smtp_server_when_one_is_configured() {
-    use std::io::Write;
+/// `check` logs in to the SMTP server as the mailer would: a real server (aiosmtpd) takes the
+/// right password, refuses a wrong one; a closed port fails.
+#[tokio::test]
+async fn check_logs_in_to_the_smtp_server_when_one_is_configured() {
     let dir = tempfile::tempdir().unwrap();
-    // A real (minimal) SMTP greeter on loopback, and a closed port.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let greeter = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        stream.write_all(b"220 mail.test ESMTP ready\r\n").unwrap();
-    });
-    let out = wa()
-        .args(["check", "--data-dir"])
-        .arg(dir.path())
-        .env("WA__MAIL__TRANSPORT", "smtp")
-        .env(
-            "WA__MAIL__SMTP_URL",
-            format!("smtp://user:pw@127.0.0.1:{port}"),
-        )
-        .output()
-        .unwrap();
-    greeter.join().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let smtp = common::smtp::SmtpServer::start(common::smtp::free_port()).await;
+    let check = |url: String| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-supervisor"));
+        command
+            .args(["check", "--data-dir"])
+            .arg(dir.path())
+            .env("WA__MAIL__TRANSPORT", "smtp")
+            .env("WA__MAIL__SMTP_URL", url);
+        async move {
+            let out = command.output().await.unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        }
+    };
+    let port = smtp.port;
+    let (ok, text) = check(format!("smtp://wa:secret@127.0.0.1:{port}?tls=none")).await;
+    assert!(ok, "{text}");
     assert!(
-        text.contains("ok    smtp: 127.0.0.1") && text.contains("ESMTP ready"),
+        text.contains(&format!(
+            "ok    smtp: 127.0.0.1:{port} accepts the mailer (no TLS, as configured, credentials accepted)"
+        )),
         "{text}"
+    );
+    assert!(
+        !text.contains("secret"),
+        "the password is not printed: {text}"
     );
     assert!(text.contains("ok    store: sqlite"), "{text}");
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = wa()
-        .args(["check", "--data-dir"])
-        .arg(dir.path())
-        .env("WA__MAIL__TRANSPORT", "smtp")
-        .env("WA__MAIL__SMTP_URL", format!("smtp://127.0.0.1:{closed}"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  smtp"));
+    let (ok, text) = check(format!("smtp://wa:wrong@127.0.0.1:{port}?tls=none")).await;
+    assert!(!ok && text.contains("FAIL  smtp: 127.0.0.1"), "{text}");
+    assert!(
+        !text.contains("wrong"),
+        "the password is not printed: {text}"
+    );
+    // STARTTLS is required by default, and this server has none.
+    let (ok, text) = check(format!("smtp://wa:secret@127.0.0.1:{port}")).await;
+    assert!(!ok && text.contains("FAIL  smtp"), "{text}");
+    smtp.stop().await;
+
+    let closed = common::smtp::free_port();
+    let (ok, text) = check(format!("smtp://127.0.0.1:{closed}?tls=none")).await;
+    assert!(!ok && text.contains("FAIL  smtp"), "{text}");
 }
