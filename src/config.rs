@@ -189,6 +189,8 @@ pub struct MailConfig {
     pub locale: Locale,
     #[serde(deserialize_with = "duration")]
     pub min_interval: Duration,
+    #[serde(deserialize_with = "optional_path")]
+    pub templates_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

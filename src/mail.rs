@@ -76,27 +76,94 @@ const TEMPLATES: [(Locale, MailKind, &str); 4] = [
     ),
 ];
 
-/// Fills the template of `kind` in `locale` with `values` (`{{key}}` placeholders).
-pub fn render(locale: Locale, kind: MailKind, values: &[(&str, &str)]) -> Rendered {
-    let template = TEMPLATES
+/// One template: `Subject: …`, a blank line, the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    subject: String,
+    body: String,
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let text = text.replace("\r\n", "\n");
+        let (head, body) = text
+            .split_once("\n\n")
+            .ok_or("no blank line between the subject and the body")?;
+        let subject = head
+            .strip_prefix("Subject:")
+            .ok_or("the first line must be `Subject: …`")?
+            .trim();
+        if subject.is_empty() || subject.contains('\n') {
+            return Err("the subject must be one non-empty line".into());
+        }
+        Ok(Template {
+            subject: subject.to_owned(),
+            body: body.to_owned(),
+        })
+    }
+
+    /// Fills `{{key}}` placeholders. Values come from users (an account's name): control
+    /// characters become spaces, so nothing can add a header line or end the subject.
+    pub fn render(&self, values: &[(&str, &str)]) -> Rendered {
+        let fill = |text: &str| {
+            let mut text = text.to_owned();
+            for (key, value) in values {
+                let clean: String = value
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                text = text.replace(&format!("{{{{{key}}}}}"), &clean);
+            }
+            text
+        };
+        Rendered {
+            subject: fill(&self.subject),
+            body: fill(&self.body),
+        }
+    }
+}
+
+/// The templates in `config/templates/`, built in.
+pub fn builtin(locale: Locale, kind: MailKind) -> Template {
+    let text = TEMPLATES
         .iter()
         .find(|(l, k, _)| *l == locale && *k == kind)
         .map(|(_, _, t)| *t)
         .expect("every locale has every template");
-    let mut text = template.to_owned();
-    for (key, value) in values {
-        text = text.replace(&format!("{{{{{key}}}}}"), value);
+    Template::parse(text).expect("the built-in templates parse")
+}
+
+/// Fills the built-in template of `kind` in `locale` with `values`.
+pub fn render(locale: Locale, kind: MailKind, values: &[(&str, &str)]) -> Rendered {
+    builtin(locale, kind).render(values)
+}
+
+/// The templates of `locale`: `<dir>/<locale>/<kind>.txt` where present (`mail.templates_dir`),
+/// the built-in ones otherwise.
+pub fn load_templates(
+    dir: Option<&Path>,
+    locale: Locale,
+) -> Result<HashMap<MailKind, Template>, String> {
+    let mut templates = HashMap::new();
+    for kind in [MailKind::Connected, MailKind::Disconnected] {
+        let custom = dir.map(|d| {
+            d.join(match locale {
+                Locale::Es => "es",
+                Locale::En => "en",
+            })
+            .join(format!("{}.txt", kind.as_str()))
+        });
+        let template = match custom.filter(|p| p.exists()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => builtin(locale, kind),
+        };
+        templates.insert(kind, template);
     }
-    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    let subject = head
-        .strip_prefix("Subject:")
-        .unwrap_or(head)
-        .trim()
-        .to_owned();
-    Rendered {
-        subject,
-        body: body.to_owned(),
-    }
+    Ok(templates)
 }
 
 /// Which mails may go: no two mails of one kind for one session within `min_interval`, and no
@@ -234,13 +301,20 @@ impl Mailer {
                 )
             }
         };
+        if let Some(dir) = &config.templates_dir
+            && !dir.is_dir()
+        {
+            anyhow::bail!("mail.templates_dir: {} is not a directory", dir.display());
+        }
+        let templates = load_templates(config.templates_dir.as_deref(), config.locale)
+            .map_err(|e| anyhow::anyhow!("mail.templates_dir: {e}"))?;
         let (queue, notices) = mpsc::unbounded_channel();
         tokio::spawn(send_all(
             notices,
             Sender {
                 transport,
                 from,
-                locale: config.locale,
+                templates,
                 store,
                 metrics,
             },
@@ -288,7 +362,7 @@ impl std::fmt::Display for SendError {
 struct Sender {
     transport: Transport,
     from: Mailbox,
-    locale: Locale,
+    templates: HashMap<MailKind, Template>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
 }
@@ -348,17 +422,13 @@ impl Sender {
             .clone()
             .or(account.phone_number.clone())
             .unwrap_or_else(|| "—".into());
-        let rendered = render(
-            self.locale,
-            notice.kind,
-            &[
-                ("name", &name),
-                ("phone_number", &phone),
-                ("reason", notice.reason.as_deref().unwrap_or("—")),
-                ("session_id", session_id.as_str()),
-                ("time", &notice.at),
-            ],
-        );
+        let rendered = self.templates[&notice.kind].render(&[
+            ("name", &name),
+            ("phone_number", &phone),
+            ("reason", notice.reason.as_deref().unwrap_or("—")),
+            ("session_id", session_id.as_str()),
+            ("time", &notice.at),
+        ]);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to.clone())
@@ -464,6 +534,22 @@ mod tests {
         let en = render(Locale::En, MailKind::Connected, &[("name", "x")]);
         assert!(es.subject.starts_with("WhatsApp conectado"), "{es:?}");
         assert!(en.subject.starts_with("WhatsApp connected"), "{en:?}");
+    }
+
+    #[test]
+    fn templates_need_a_subject_line_and_values_cannot_add_lines() {
+        for (bad, why) in [
+            ("Hola {{name}}", "blank line"),
+            ("Asunto: x\n\nbody", "Subject"),
+            ("Subject:   \n\nbody", "one non-empty line"),
+        ] {
+            let error = Template::parse(bad).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+        let template = Template::parse("Subject: Hola {{name}}\r\n\r\nPara {{name}}.\n").unwrap();
+        let r = template.render(&[("name", "Ana\r\nBcc: spy@example.com")]);
+        assert_eq!(r.subject, "Hola Ana  Bcc: spy@example.com");
+        assert_eq!(r.body, "Para Ana  Bcc: spy@example.com.\n");
     }
 
     #[test]

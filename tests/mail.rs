@@ -284,3 +284,47 @@ async fn a_permanent_smtp_refusal_is_not_retried_for_an_hour() {
     );
     smtp.stop().await;
 }
+
+#[tokio::test]
+async fn an_operators_templates_replace_the_built_in_ones() {
+    let smtp = SmtpServer::start(free_port()).await;
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&data.path().join("wa.db")).await.unwrap());
+    let session = account(&store, "custom", "Farmacia").await;
+    let templates = data.path().join("templates");
+    std::fs::create_dir_all(templates.join("es")).unwrap();
+    std::fs::write(
+        templates.join("es/connected.txt"),
+        "Subject: [Farmacias Unidas] {{name}} en línea\n\nNúmero {{phone_number}} activo.\n",
+    )
+    .unwrap();
+    let mut mail = mail_config(smtp.port, Locale::Es).mail;
+    mail.templates_dir = Some(templates.clone());
+    let mailer = Mailer::start(&mail, data.path(), store.clone(), Arc::default()).unwrap();
+    mailer.notify(notice(&session, MailKind::Connected));
+    mailer.notify(notice(&session, MailKind::Disconnected));
+    let mails = smtp.wait_mails(2, WAIT).await;
+    assert_eq!(mails[0]["subject"], "[Farmacias Unidas] Farmacia en línea");
+    assert_eq!(
+        mails[0]["body"].as_str().unwrap().trim_end(),
+        format!("Número {PHONE} activo.")
+    );
+    assert_eq!(
+        mails[1]["subject"], "WhatsApp desconectado: Farmacia",
+        "a template missing from the directory falls back to the built-in one"
+    );
+    smtp.stop().await;
+
+    // A broken template stops start-up, naming the key and the file.
+    std::fs::write(templates.join("es/disconnected.txt"), "no subject here").unwrap();
+    let error = Mailer::start(&mail, data.path(), store.clone(), Arc::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("mail.templates_dir") && error.contains("disconnected.txt"),
+        "{error}"
+    );
+    mail.templates_dir = Some(data.path().join("nowhere"));
+    assert!(Mailer::start(&mail, data.path(), store, Arc::default()).is_err());
+}
