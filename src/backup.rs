@@ -149,6 +149,12 @@ impl Backups {
             return Err(error);
         }
         std::fs::rename(&partial, &path).map_err(io(&path))?;
+        // The session may have been logged out while this ran (its profile deleted, then its
+        // archives): this one must not outlive them.
+        if !profile.exists() {
+            let _ = std::fs::remove_file(&path);
+            return Err(BackupError::NothingToBackUp(session_id.clone()));
+        }
         let bytes = std::fs::metadata(&path).map_err(io(&path))?.len();
         self.prune(session_id);
         Ok(Archive {
@@ -345,10 +351,18 @@ fn append(
     tar.append_data(&mut header, name, data).map_err(io(path))
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+/// Creates the backup directory owner-only (0700); one that exists is left as the operator
+/// made it.
+pub fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))
 }
 
 /// Each file is read once (a live profile keeps changing; the size stored is the size read)

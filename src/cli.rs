@@ -218,11 +218,13 @@ pub async fn check(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resul
         }
     }
     let backups = crate::server::backups_of(&config, data_dir, &sessions);
-    match std::fs::create_dir_all(&backups.dir).and_then(|()| {
-        let probe = backups.dir.join(".wa-supervisor-check");
-        std::fs::write(&probe, b"ok")?;
-        std::fs::remove_file(probe)
-    }) {
+    match crate::backup::create_private_dir(&backups.dir)
+        .map_err(std::io::Error::other)
+        .and_then(|()| {
+            let probe = backups.dir.join(".wa-supervisor-check");
+            std::fs::write(&probe, b"ok")?;
+            std::fs::remove_file(probe)
+        }) {
         Ok(()) => println!(
             "ok    backups: {} is writable, {} archives{}",
             backups.dir.display(),

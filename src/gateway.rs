@@ -79,11 +79,14 @@ pub enum GatewayMsg {
 pub struct GatewayArgs {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    /// Profiles and their backups, for destroying a session that is not running.
+    pub backups: Option<Arc<crate::backup::Backups>>,
 }
 
 pub struct GatewayState {
     config: Arc<Config>,
     store: Arc<dyn Store>,
+    backups: Option<Arc<crate::backup::Backups>>,
     supervisor: Option<ActorRef<SupervisorMsg>>,
     connections: HashMap<ConnId, (UserId, mpsc::Sender<Outbound>)>,
     by_user: HashMap<UserId, HashSet<ConnId>>,
@@ -105,6 +108,7 @@ impl Actor for Gateway {
         Ok(GatewayState {
             config: args.config,
             store: args.store,
+            backups: args.backups,
             supervisor: None,
             connections: HashMap::new(),
             by_user: HashMap::new(),
@@ -313,11 +317,15 @@ impl GatewayState {
             },
             Request::Destroy { session_id } => match self.session_of(&session_id, &user) {
                 Some(session) => {
-                    // The session itself tells every owner connection `disconnected (manual)`.
-                    let _ = session.cast(SessionMsg::Stop {
+                    // The session itself tells every owner connection `disconnected (manual)`;
+                    // one that has just stopped (its `SessionDown` not here yet) is absent.
+                    let sent = session.cast(SessionMsg::Stop {
                         mode: StopMode::Destroy,
                         reply: None,
                     });
+                    if sent.is_err() {
+                        self.absent(reply, user, session_id, true);
+                    }
                 }
                 None => self.absent(reply, user, session_id, true),
             },
@@ -325,9 +333,11 @@ impl GatewayState {
     }
 
     /// A request for a session with no running actor: `NOT_FOUND` unless the user owns the
-    /// account; then `destroy` marks it stopped and the rest answer `NOT_READY`.
+    /// account; then `destroy` marks it stopped and deletes its profile and backups (no browser
+    /// runs to log out with), and the rest answer `NOT_READY`.
     fn absent(&self, reply: Replier, user: UserId, session_id: SessionId, destroy: bool) {
         let store = self.store.clone();
+        let backups = self.backups.clone();
         tokio::spawn(async move {
             match store.by_session(&session_id).await {
                 Ok(Some(account)) if account.user_id == user => {
@@ -345,6 +355,14 @@ impl GatewayState {
                                 ErrorCode::Internal,
                                 crate::store::UNAVAILABLE,
                             );
+                        }
+                        if let Some(backups) = backups {
+                            let id = session_id.clone();
+                            let _ = tokio::task::spawn_blocking(move || {
+                                let _ = std::fs::remove_dir_all(backups.profile(&id));
+                                backups.delete_all(&id);
+                            })
+                            .await;
                         }
                         reply.send(ServerEvent::Disconnected {
                             session_id,
@@ -529,6 +547,7 @@ mod tests {
             GatewayArgs {
                 config: Arc::new(Config::default()),
                 store: Arc::new(store),
+                backups: None,
             },
         )
         .await

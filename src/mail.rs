@@ -96,25 +96,54 @@ impl Template {
         if subject.is_empty() || subject.contains('\n') {
             return Err("the subject must be one non-empty line".into());
         }
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("{{") {
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or("a `{{` without its `}}`")?;
+            let key = &after[..end];
+            if !PLACEHOLDERS.contains(&key) {
+                return Err(format!(
+                    "unknown placeholder {{{{{key}}}}} (known: {})",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            rest = &after[end + 2..];
+        }
         Ok(Template {
             subject: subject.to_owned(),
             body: body.to_owned(),
         })
     }
 
-    /// Fills `{{key}}` placeholders. Values come from users (an account's name): control
-    /// characters become spaces, so nothing can add a header line or end the subject.
+    /// Fills `{{key}}` placeholders in one pass (a value that looks like a placeholder stays
+    /// as it is). Values come from users (an account's name): control characters become
+    /// spaces, so nothing can add a header line or end the subject.
     pub fn render(&self, values: &[(&str, &str)]) -> Rendered {
         let fill = |text: &str| {
-            let mut text = text.to_owned();
-            for (key, value) in values {
-                let clean: String = value
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect();
-                text = text.replace(&format!("{{{{{key}}}}}"), &clean);
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text;
+            while let Some(start) = rest.find("{{") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                match after.find("}}") {
+                    Some(end) => {
+                        let key = &after[..end];
+                        match values.iter().find(|(k, _)| *k == key) {
+                            Some((_, value)) => out.extend(
+                                value.chars().map(|c| if c.is_control() { ' ' } else { c }),
+                            ),
+                            None => out.push_str(&rest[start..start + 2 + end + 2]),
+                        }
+                        rest = &after[end + 2..];
+                    }
+                    None => {
+                        out.push_str(&rest[start..]);
+                        rest = "";
+                    }
+                }
             }
-            text
+            out.push_str(rest);
+            out
         };
         Rendered {
             subject: fill(&self.subject),
@@ -122,6 +151,9 @@ impl Template {
         }
     }
 }
+
+/// The placeholders a template may use.
+pub const PLACEHOLDERS: [&str; 5] = ["name", "phone_number", "reason", "session_id", "time"];
 
 /// The templates in `config/templates/`, built in.
 pub fn builtin(locale: Locale, kind: MailKind) -> Template {
@@ -144,15 +176,24 @@ pub fn load_templates(
     dir: Option<&Path>,
     locale: Locale,
 ) -> Result<HashMap<MailKind, Template>, String> {
+    let locale_dir = |d: &Path| {
+        d.join(match locale {
+            Locale::Es => "es",
+            Locale::En => "en",
+        })
+    };
+    if let Some(dir) = dir
+        && !locale_dir(dir).is_dir()
+    {
+        return Err(format!(
+            "{} has no {} directory for mail.locale",
+            dir.display(),
+            locale_dir(dir).display()
+        ));
+    }
     let mut templates = HashMap::new();
     for kind in [MailKind::Connected, MailKind::Disconnected] {
-        let custom = dir.map(|d| {
-            d.join(match locale {
-                Locale::Es => "es",
-                Locale::En => "en",
-            })
-            .join(format!("{}.txt", kind.as_str()))
-        });
+        let custom = dir.map(|d| locale_dir(d).join(format!("{}.txt", kind.as_str())));
         let template = match custom.filter(|p| p.exists()) {
             Some(path) => {
                 let text = std::fs::read_to_string(&path)
@@ -389,6 +430,7 @@ impl Sender {
         let kind = notice.kind.as_str();
         let account = (|| self.store.by_session(session_id))
             .retry(backoff())
+            .when(crate::store::StoreError::is_transient)
             .notify(|error, delay| {
                 tracing::warn!(%session_id, %error, ?delay, "mail waits for the store");
             })
@@ -483,13 +525,15 @@ impl Sender {
                         message: e.to_string(),
                     })
             }
-            // A 5xx answer (bad recipient, refused credentials) will not change by retrying.
+            // A 5xx answer (bad recipient, refused credentials), a server that does not offer
+            // the TLS asked for, or a certificate that does not verify will not change by
+            // retrying; a refused connection or a timeout may.
             Transport::Smtp(smtp) => {
                 smtp.send(message.clone())
                     .await
                     .map(drop)
                     .map_err(|e| SendError {
-                        permanent: e.is_permanent(),
+                        permanent: e.is_permanent() || e.is_client() || e.is_tls(),
                         message: e.to_string(),
                     })
             }
@@ -546,6 +590,12 @@ mod tests {
             let error = Template::parse(bad).unwrap_err();
             assert!(error.contains(why), "{bad:?}: {error}");
         }
+        let error = Template::parse("Subject: x\n\nHola {{nmae}}").unwrap_err();
+        assert!(error.contains("unknown placeholder {{nmae}}"), "{error}");
+        assert!(Template::parse("Subject: x\n\nHola {{name").is_err());
+        let template = Template::parse("Subject: {{name}}\n\n{{reason}}").unwrap();
+        let r = template.render(&[("name", "{{reason}}"), ("reason", "CONFLICT")]);
+        assert_eq!(r.subject, "{{reason}}", "a value is never expanded again");
         let template = Template::parse("Subject: Hola {{name}}\r\n\r\nPara {{name}}.\n").unwrap();
         let r = template.render(&[("name", "Ana\r\nBcc: spy@example.com")]);
         assert_eq!(r.subject, "Hola Ana  Bcc: spy@example.com");

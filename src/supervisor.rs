@@ -96,6 +96,7 @@ impl Actor for RootSupervisor {
             GatewayArgs {
                 config: seed.config.clone(),
                 store: seed.store.clone(),
+                backups: Some(seed.backups.clone()),
             },
             myself.get_cell(),
         )

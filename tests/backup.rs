@@ -121,7 +121,23 @@ async fn a_lost_profile_comes_back_from_its_backup_without_a_qr_skipping_a_corru
         "restoring removes no archive"
     );
 
-    // Destroying the session logs it out: its credentials, backups included, are gone.
+    // An operator stops the session (profile kept), then its owner destroys it: with no
+    // browser to log out with, its credentials — profile and backups — are deleted.
+    let parked = server
+        .app
+        .supervisor
+        .call(
+            |reply| wa_supervisor::supervisor::SupervisorMsg::Stop {
+                session_id: SessionId::new(&session_id).unwrap(),
+                mode: wa_supervisor::session::actor::StopMode::Park,
+                reply: Some(reply),
+            },
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(parked, ractor::rpc::CallResult::Success(true)));
+    assert!(profile.exists(), "parking keeps the profile");
     client
         .send(
             "whatsapp:destroy",
@@ -131,8 +147,11 @@ async fn a_lost_profile_comes_back_from_its_backup_without_a_qr_skipping_a_corru
         .await;
     client.expect("whatsapp:disconnected", WAIT).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while archives.iter().any(|a| a.exists()) {
-        assert!(tokio::time::Instant::now() < deadline, "backups deleted");
+    while archives.iter().any(|a| a.exists()) || profile.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "profile and backups deleted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop().await;
@@ -298,8 +317,8 @@ async fn scheduled_backups_run_on_the_cron_schedule_and_keep_the_newest() {
     // More runs, then the schedule stops with the server (a run under way finishes).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     server.stop().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = backups.list(Some(&id));
+    // A run already under way finishes (it is blocking work); wait until nothing changes.
+    let later = stable_listing(&backups, &id).await;
     assert_eq!(later.len(), 2, "keep = 2");
     assert_ne!(later, first_two, "newer runs replaced the oldest");
     assert!(later.iter().all(|a| verify(&a.path).is_ok()));
@@ -315,9 +334,30 @@ async fn scheduled_backups_run_on_the_cron_schedule_and_keep_the_newest() {
         "{rendered}"
     );
     // Stopped means stopped: no run after shutdown.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(backups.list(Some(&id)), later);
     env.assert_no_chromium_left().await;
+}
+
+/// The archives of `id` once they have not changed for 1.5 s (20 s at most).
+async fn stable_listing(backups: &Backups, id: &SessionId) -> Vec<wa_supervisor::backup::Archive> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut last = backups.list(Some(id));
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = backups.list(Some(id));
+        if now != last {
+            last = now;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= Duration::from_millis(1500) {
+            return last;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backups keep changing"
+        );
+    }
 }
 
 /// Writes `<dir>/<session>-<stamp>.tar.gz` with the given entries (name, kind, data) and a
@@ -343,6 +383,9 @@ fn craft(
         if *kind == tar::EntryType::Symlink {
             header.set_size(0);
             tar.append_link(&mut header, name, "/etc/passwd").unwrap();
+        } else if *kind == tar::EntryType::Link {
+            header.set_size(0);
+            tar.append_link(&mut header, name, LOG).unwrap();
         } else {
             header.set_size(data.len() as u64);
             tar.append_data(&mut header, name, *data).unwrap();
@@ -399,6 +442,34 @@ fn tampered_and_foreign_archives_are_refused() {
             ("Default/Cookies", regular, b"not credentials"),
         ],
     );
+    let hard = craft(
+        &dir,
+        "shop",
+        "20261202T040000000Z",
+        "shop",
+        &[
+            (LOG, regular, b"x"),
+            ("Default/IndexedDB/hard", tar::EntryType::Link, b""),
+        ],
+    );
+    let escape = dir.join("shop-20261202T050000000Z.tar.gz");
+    {
+        // A name with `..`, written into the header by hand (tar's builder refuses it).
+        let file = std::fs::File::create(&escape).unwrap();
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::default(),
+        ));
+        let mut header = tar::Header::new_old();
+        let name = b"Default/IndexedDB/../../../evil";
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_size(4);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append(&header, &b"evil"[..]).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
     // Another session's archive renamed to this one's.
     let foreign = craft(
         &dir,
@@ -407,7 +478,7 @@ fn tampered_and_foreign_archives_are_refused() {
         "rival",
         &[(LOG, regular, b"theirs")],
     );
-    for bad in [&link, &outside] {
+    for bad in [&link, &outside, &hard, &escape] {
         assert!(
             matches!(verify(bad), Err(BackupError::Corrupt { .. })),
             "{}",
@@ -421,7 +492,8 @@ fn tampered_and_foreign_archives_are_refused() {
     let (used, skipped) = backups.restore(&id).unwrap();
     assert_eq!(used.path, good, "the newest three are refused");
     let skipped: Vec<_> = skipped.iter().map(|(a, _)| a.path.clone()).collect();
-    assert_eq!(skipped, vec![foreign, outside, link]);
+    assert_eq!(skipped, vec![foreign, outside, escape, hard, link]);
+    assert!(!root.path().join("evil").exists() && !sessions.join("evil").exists());
     let profile = sessions.join("session-shop");
     assert_eq!(read(&profile, LOG), "good");
     assert!(!profile.join("Default/IndexedDB/evil").exists());

@@ -326,5 +326,13 @@ async fn an_operators_templates_replace_the_built_in_ones() {
         "{error}"
     );
     mail.templates_dir = Some(data.path().join("nowhere"));
-    assert!(Mailer::start(&mail, data.path(), store, Arc::default()).is_err());
+    assert!(Mailer::start(&mail, data.path(), store.clone(), Arc::default()).is_err());
+    // A directory without the configured locale's templates is a mistake, not a fallback.
+    mail.templates_dir = Some(templates.clone());
+    mail.locale = Locale::En;
+    let error = Mailer::start(&mail, data.path(), store, Arc::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("mail.locale"), "{error}");
 }

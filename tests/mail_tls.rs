@@ -89,6 +89,7 @@ async fn mail_goes_out_over_starttls_and_over_tls() {
             reason: None,
         });
         let mails = smtp.wait_mails(1, Duration::from_secs(20)).await;
+        assert_eq!(smtp.auth_attempts(), 1, "{mode}: one login");
         assert_eq!(mails[0]["tls"], true, "{mode}: the mail came over TLS");
         assert_eq!(mails[0]["login"], "wa", "{mode}: authenticated");
         assert_eq!(mails[0]["to"], "notaria@example.com");
@@ -106,7 +107,8 @@ async fn mail_goes_out_over_starttls_and_over_tls() {
     let mut mail = Config::default().mail;
     mail.transport = MailTransport::Smtp;
     mail.smtp_url = Some(format!("smtp://wa:secret@localhost:{port}"));
-    let mailer = Mailer::start(&mail, data.path(), store.clone(), Arc::default()).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let mailer = Mailer::start(&mail, data.path(), store.clone(), metrics.clone()).unwrap();
     mailer.notify(Notice {
         session_id: session.clone(),
         at: wa_supervisor::store::now(),
@@ -114,7 +116,21 @@ async fn mail_goes_out_over_starttls_and_over_tls() {
         phone_number: None,
         reason: Some("LOGOUT".into()),
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Given up at once (no STARTTLS will not appear by retrying)…
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metrics
+        .mails_failed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mail is given up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // …without a mail, and without a login attempt: the password never went out in clear.
     assert!(plain.mails().is_empty(), "nothing sent without TLS");
+    assert_eq!(plain.auth_attempts(), 0, "no AUTH without TLS");
     plain.stop().await;
 }

@@ -56,13 +56,16 @@ pub struct PostgresStore {
 
 fn db(e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            StoreError::Unreachable(e.to_string())
-        }
-        // The server is shutting down or starting up (admin_shutdown, cannot_connect_now…).
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unreachable(e.to_string()),
+        // Connection exceptions (08…), the server shutting down or starting up (57P01–57P03),
+        // too many connections (53300); not a dropped database (57P04).
         sqlx::Error::Database(ref d)
-            if d.code()
-                .is_some_and(|c| c.starts_with("57P") || c == "53300") =>
+            if d.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+            }) =>
         {
             StoreError::Unreachable(e.to_string())
         }

@@ -48,7 +48,21 @@ pub struct SqliteStore {
 }
 
 fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes: another writer holds
+    // the file for longer than the busy timeout; worth waiting for, like a pool timeout.
+    let busy = match &e {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    };
+    if busy {
+        StoreError::Unreachable(e.to_string())
+    } else {
+        StoreError::Database(e.to_string())
+    }
 }
 
 impl SqliteStore {

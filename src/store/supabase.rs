@@ -70,10 +70,14 @@ impl SupabaseStore {
     }
 
     async fn send(&self, request: RequestBuilder) -> StoreResult<(StatusCode, String)> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| StoreError::Unreachable(format!("PostgREST: {e}")))?;
+        let response = request.send().await.map_err(|e| {
+            // A request that cannot even be built (a key with a newline) will not get better.
+            if e.is_builder() {
+                StoreError::Database(format!("PostgREST request: {e}"))
+            } else {
+                StoreError::Unreachable(format!("PostgREST: {e}"))
+            }
+        })?;
         let status = response.status();
         let body = response
             .text()

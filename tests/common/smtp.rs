@@ -51,6 +51,13 @@ impl SmtpServer {
         SmtpServer { child, port, dir }
     }
 
+    /// How many times a client tried to log in (whatever the outcome).
+    pub fn auth_attempts(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("auth.log"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
     /// The mails received so far, oldest first.
     pub fn mails(&self) -> Vec<Value> {
         let mut files: Vec<_> = std::fs::read_dir(self.dir.path())

@@ -51,6 +51,8 @@ class Handler:
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):
+    with open(os.path.join(OUT, "auth.log"), "a", encoding="utf-8") as f:
+        f.write(f"{mechanism}\n")
     if (
         isinstance(auth_data, LoginPassword)
         and auth_data.login == b"wa"
