@@ -224,6 +224,18 @@ impl Backups {
         }
     }
 
+    /// Deletes a session's credentials for good: its profile directory, then its archives (in
+    /// that order, so a backup finishing meanwhile removes its own archive).
+    pub fn erase(&self, session_id: &SessionId) {
+        let profile = self.profile(session_id);
+        if let Err(error) = std::fs::remove_dir_all(&profile)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %profile.display(), %error, "cannot delete a profile");
+        }
+        self.delete_all(session_id);
+    }
+
     /// Deletes every archive of a session: its credentials are gone (logout, destroy) or the
     /// account is, and nobody may get them back — not even a later account with the same id.
     pub fn delete_all(&self, session_id: &SessionId) {
@@ -287,7 +299,7 @@ impl Backups {
 
     /// At restore time: when the profile directory is missing and a backup exists, restore it.
     pub fn restore_if_missing(&self, session_id: &SessionId) -> Option<Archive> {
-        if self.profile(session_id).exists() || self.list(Some(session_id)).is_empty() {
+        if self.profile(session_id).exists() {
             return None;
         }
         match self.restore(session_id) {
@@ -295,6 +307,7 @@ impl Backups {
                 tracing::info!(%session_id, archive = %archive.path.display(), "profile was missing; restored from backup");
                 Some(archive)
             }
+            Err(BackupError::NoBackup(_)) => None,
             Err(error) => {
                 tracing::error!(%session_id, %error, "profile is missing and no backup could restore it");
                 None

@@ -273,12 +273,15 @@ async fn smtp_greeting(url: &str) -> Result<String, String> {
             "{place} accepts the mailer ({}{})",
             match (
                 parsed.scheme(),
-                url.contains("tls=none"),
-                url.contains("tls=opportunistic")
+                parsed
+                    .query_pairs()
+                    .find(|(k, _)| k == "tls")
+                    .map(|(_, v)| v.into_owned())
+                    .as_deref()
             ) {
-                ("smtps", _, _) => "TLS",
-                (_, true, _) => "no TLS, as configured",
-                (_, _, true) => "STARTTLS if offered",
+                ("smtps", _) => "TLS",
+                (_, Some("none")) => "no TLS, as configured",
+                (_, Some("opportunistic")) => "STARTTLS if offered",
                 _ => "STARTTLS",
             },
             if parsed.username().is_empty() {

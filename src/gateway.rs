@@ -358,11 +358,7 @@ impl GatewayState {
                         }
                         if let Some(backups) = backups {
                             let id = session_id.clone();
-                            let _ = tokio::task::spawn_blocking(move || {
-                                let _ = std::fs::remove_dir_all(backups.profile(&id));
-                                backups.delete_all(&id);
-                            })
-                            .await;
+                            let _ = tokio::task::spawn_blocking(move || backups.erase(&id)).await;
                         }
                         reply.send(ServerEvent::Disconnected {
                             session_id,

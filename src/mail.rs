@@ -165,11 +165,6 @@ pub fn builtin(locale: Locale, kind: MailKind) -> Template {
     Template::parse(text).expect("the built-in templates parse")
 }
 
-/// Fills the built-in template of `kind` in `locale` with `values`.
-pub fn render(locale: Locale, kind: MailKind, values: &[(&str, &str)]) -> Rendered {
-    builtin(locale, kind).render(values)
-}
-
 /// The templates of `locale`: `<dir>/<locale>/<kind>.txt` where present (`mail.templates_dir`),
 /// the built-in ones otherwise.
 pub fn load_templates(
@@ -552,17 +547,13 @@ mod tests {
     #[test]
     fn every_template_renders_with_subject_and_no_placeholder_left() {
         for (locale, kind, _) in TEMPLATES {
-            let r = render(
-                locale,
-                kind,
-                &[
-                    ("name", "Tienda"),
-                    ("phone_number", "34600111222"),
-                    ("reason", "CONFLICT"),
-                    ("session_id", "s1"),
-                    ("time", "2026-12-04T10:00:00.000Z"),
-                ],
-            );
+            let r = builtin(locale, kind).render(&[
+                ("name", "Tienda"),
+                ("phone_number", "34600111222"),
+                ("reason", "CONFLICT"),
+                ("session_id", "s1"),
+                ("time", "2026-12-04T10:00:00.000Z"),
+            ]);
             assert!(!r.subject.is_empty() && !r.subject.contains('\n'), "{r:?}");
             assert!(r.subject.contains("Tienda"), "{r:?}");
             assert!(!r.subject.contains("{{") && !r.body.contains("{{"), "{r:?}");
@@ -574,8 +565,8 @@ mod tests {
                 assert!(r.body.contains("CONFLICT"), "{r:?}");
             }
         }
-        let es = render(Locale::Es, MailKind::Connected, &[("name", "x")]);
-        let en = render(Locale::En, MailKind::Connected, &[("name", "x")]);
+        let es = builtin(Locale::Es, MailKind::Connected).render(&[("name", "x")]);
+        let en = builtin(Locale::En, MailKind::Connected).render(&[("name", "x")]);
         assert!(es.subject.starts_with("WhatsApp conectado"), "{es:?}");
         assert!(en.subject.starts_with("WhatsApp connected"), "{en:?}");
     }

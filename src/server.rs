@@ -445,12 +445,8 @@ pub fn routes(app: App) -> warp::filters::BoxedFilter<(Response,)> {
                         Some(Duration::from_secs(30)),
                     )
                     .await;
-                let profile = app
-                    .sessions_path
-                    .join(account.session_id.profile_dir_name());
-                let _ = tokio::fs::remove_dir_all(profile).await;
                 let (backups, session_id) = (app.backups.clone(), account.session_id.clone());
-                let _ = tokio::task::spawn_blocking(move || backups.delete_all(&session_id)).await;
+                let _ = tokio::task::spawn_blocking(move || backups.erase(&session_id)).await;
                 match app.store.delete(&account.id).await {
                     Ok(()) => warp::reply::Reply::into_response(StatusCode::NO_CONTENT),
                     Err(e) => store_unavailable(&e),

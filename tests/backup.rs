@@ -146,14 +146,12 @@ async fn a_lost_profile_comes_back_from_its_backup_without_a_qr_skipping_a_corru
         )
         .await;
     client.expect("whatsapp:disconnected", WAIT).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while archives.iter().any(|a| a.exists()) || profile.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "profile and backups deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        Duration::from_secs(10),
+        "profile and backups deleted",
+        || async { !archives.iter().any(|a| a.exists()) && !profile.exists() },
+    )
+    .await;
     server.stop().await;
     env.assert_no_chromium_left().await;
 }

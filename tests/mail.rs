@@ -263,18 +263,17 @@ async fn a_permanent_smtp_refusal_is_not_retried_for_an_hour() {
     let metrics = Arc::new(wa_supervisor::metrics::Metrics::default());
     let mailer = Mailer::start(&mail, data.path(), store.clone(), metrics.clone()).unwrap();
     mailer.notify(notice(&session, MailKind::Connected));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metrics
-        .mails_failed
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a 535 (bad credentials) is given up at once"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        Duration::from_secs(10),
+        "a 535 (bad credentials) is given up at once",
+        || async {
+            metrics
+                .mails_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        },
+    )
+    .await;
     assert!(smtp.mails().is_empty());
     assert_eq!(
         metrics

@@ -130,11 +130,10 @@ async fn while_postgres_is_down_sessions_run_and_status_writes_land_in_order_whe
     let server = Server::start_with_store(&env, config(), store).await;
     let mut client = server.connect("outage-user").await;
     let session_id = ready_session(&env, &mut client, "c1").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while history(&db).await.last().map(|h| h.0.as_str()) != Some("ready") {
-        assert!(tokio::time::Instant::now() < deadline, "ready stored");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(Duration::from_secs(10), "ready stored", || async {
+        history(&db).await.last().map(|h| h.0.as_str()) == Some("ready")
+    })
+    .await;
 
     cluster.stop();
     // The session carries on: WhatsApp's own outage and return, messages both ways…

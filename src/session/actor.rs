@@ -283,11 +283,11 @@ impl Actor for SessionActor {
 }
 
 impl SessionState {
-    /// The credentials are gone; so go their backups (in the background, never waited for).
-    fn delete_backups(&self) {
+    /// The credentials are gone: the profile and its backups go too.
+    async fn erase_credentials(&self) {
         let backups = self.context.backups.clone();
         let session_id = self.session_id.clone();
-        tokio::task::spawn_blocking(move || backups.delete_all(&session_id));
+        let _ = tokio::task::spawn_blocking(move || backups.erase(&session_id)).await;
     }
 
     fn profile_dir(&self) -> PathBuf {
@@ -553,8 +553,7 @@ impl SessionState {
         }
         self.generation += 1;
         if delete_profile {
-            let _ = tokio::fs::remove_dir_all(self.profile_dir()).await;
-            self.delete_backups();
+            self.erase_credentials().await;
         }
         self.set_status(Status::Error, Some(reason.to_owned()), None);
         if code != ErrorCode::AuthFailure {
@@ -761,8 +760,7 @@ impl SessionState {
                     Some(Err(shared)) => drop(shared),
                     None => {}
                 }
-                let _ = tokio::fs::remove_dir_all(self.profile_dir()).await;
-                self.delete_backups();
+                self.erase_credentials().await;
                 self.set_status(Status::Stopped, Some("manual".into()), None);
                 self.send_owner(ServerEvent::Disconnected {
                     session_id: self.session_id.clone(),

@@ -36,28 +36,27 @@ impl StoreWrites {
 
     pub fn send(&self, session_id: &SessionId, write: Write) {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = queues.entry(session_id.clone()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(apply_in_order(
-                self.store.clone(),
-                self.metrics.clone(),
-                session_id.clone(),
-                rx,
-            ));
-            tx
-        });
+        let queue = queues
+            .entry(session_id.clone())
+            .or_insert_with(|| self.spawn_writer(session_id));
         if let Err(mpsc::error::SendError(write)) = queue.send(write) {
             // The writer is gone (its runtime ended); start another.
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(apply_in_order(
-                self.store.clone(),
-                self.metrics.clone(),
-                session_id.clone(),
-                rx,
-            ));
+            let tx = self.spawn_writer(session_id);
             let _ = tx.send(write);
             *queue = tx;
         }
+    }
+
+    /// A writer task for one session; its queue's sending half.
+    fn spawn_writer(&self, session_id: &SessionId) -> mpsc::UnboundedSender<Write> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(apply_in_order(
+            self.store.clone(),
+            self.metrics.clone(),
+            session_id.clone(),
+            rx,
+        ));
+        tx
     }
 
     pub fn status(&self, session_id: &SessionId, update: StatusUpdate) {

@@ -147,6 +147,22 @@ pub async fn assert_no_chromium_under(dir: &Path) {
     }
 }
 
+/// Polls `check` every 50 ms until it holds; fails naming `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The next event matching `wanted`, skipping others; fails after `within`.
 pub async fn wait_for(
     events: &mut mpsc::UnboundedReceiver<DriverEvent>,
